@@ -1,0 +1,1 @@
+"""Benchmarks run by `python build.py bench <name>`; each module has `main(argv) -> int`."""
