@@ -1,0 +1,1 @@
+"""Fake cameras and test media, shared by the integration tests and the benchmarks."""
