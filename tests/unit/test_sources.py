@@ -29,8 +29,18 @@ def test_accepted_forms(raw: str, kind: SourceKind) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["file:///etc/passwd", "rtsp://cam/stream", "concat:a.mp4|b.mp4", "subfile:x.mp4", "/etc/passwd",
-     "http://", "http://user:pw@cam/", "virtual:Bad Name", "/dev/video.mp4", "ftp://x/y.mp4"],
+    [
+        "file:///etc/passwd",
+        "rtsp://cam/stream",
+        "concat:a.mp4|b.mp4",
+        "subfile:x.mp4",
+        "/etc/passwd",
+        "http://",
+        "http://user:pw@cam/",
+        "virtual:Bad Name",
+        "/dev/video.mp4",
+        "ftp://x/y.mp4",
+    ],
 )
 def test_refused_forms_name_the_accepted_ones(raw: str) -> None:
     with pytest.raises(InvalidSourceError, match="Accepted forms"):

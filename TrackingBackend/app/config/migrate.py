@@ -40,7 +40,9 @@ def migrate(document: JsonDict) -> tuple[JsonDict, int]:
             "it was written by a newer ETVR Backend"
         )
     if raw_version < OLDEST_READABLE_VERSION:
-        raise ConfigMigrationError(f"version {raw_version} is older than the oldest readable ({OLDEST_READABLE_VERSION})")
+        raise ConfigMigrationError(
+            f"version {raw_version} is older than the oldest readable ({OLDEST_READABLE_VERSION})"
+        )
     version = raw_version
     while version < CONFIG_VERSION:
         data = MIGRATIONS[version](data)

@@ -184,12 +184,8 @@ class OscEndpointsConfig(StrictModel):
     recenter: str = Field("/avatar/parameters/etvr_recenter", description="Inbound: recenter (bool True).")
     sync_blink: str = Field("/avatar/parameters/etvr_sync_blink", description="Inbound: toggle sync blink.")
     recalibrate: str = Field("/avatar/parameters/etvr_recalibrate", description="Inbound: recalibrate.")
-    left_eye_blink: str = Field(
-        "/avatar/parameters/LeftEyeLidExpandedSqueeze", description="v1 left eye openness."
-    )
-    right_eye_blink: str = Field(
-        "/avatar/parameters/RightEyeLidExpandedSqueeze", description="v1 right eye openness."
-    )
+    left_eye_blink: str = Field("/avatar/parameters/LeftEyeLidExpandedSqueeze", description="v1 left eye openness.")
+    right_eye_blink: str = Field("/avatar/parameters/RightEyeLidExpandedSqueeze", description="v1 right eye openness.")
     eyes_dilation: str = Field("/avatar/parameters/EyesDilation", description="v1 pupil dilation (both eyes).")
 
     @field_validator("*")

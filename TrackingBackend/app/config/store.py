@@ -143,11 +143,12 @@ class ConfigStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._config = EtvrConfig()
         self.problems: list[ConfigProblem] = []
         self.persist_error: str | None = None
         self.revision = 0
+        self._known_bytes: bytes | None = None  # what this store last wrote or read, to spot outside edits
 
     @property
     def config(self) -> EtvrConfig:
@@ -168,7 +169,7 @@ class ConfigStore:
 
     def load(self) -> EtvrConfig:
         """Load the file (creating it with defaults when missing); a bad file is backed up, never lost."""
-        with self._lock:
+        with self.lock:
             try:
                 parsed = read_config_file(self.path)
             except FileNotFoundError:
@@ -193,15 +194,44 @@ class ConfigStore:
                     self.problems.append(ConfigProblem(message, backup))
                 else:
                     logger.info("migrated config from version %s (original kept at %s)", parsed.source_version, backup)
+            self._known_bytes = None
             self._set(parsed.config)
             return self._config
+
+    def adopt(self, config: EtvrConfig) -> bool:
+        """Take a config that was already validated from the file (a hand edit); True if it differs."""
+        with self.lock:
+            if config == self._config:
+                return False
+            self._config = config
+            self.revision += 1
+            self._known_bytes = serialize_config(config)
+            return True
+
+    def _keep_unknown_file_content(self) -> None:
+        """Before overwriting, back up file content we did not write (a hand edit that did not validate)."""
+        try:
+            on_disk = self.path.read_bytes()
+        except OSError:
+            return
+        if self._known_bytes is not None and on_disk != self._known_bytes:
+            try:
+                parse_config_document(json.loads(on_disk))
+            except (ValueError, ConfigFileError):
+                backup = self._backup("overwritten")
+                message = f"config file {self.path} held an invalid edit; kept it at {backup} before saving"
+                logger.warning("%s", message)
+                self.problems.append(ConfigProblem(message, backup))
 
     def _set(self, config: EtvrConfig) -> None:
         """Adopt a validated config in memory, then persist it (a refused write keeps it in memory)."""
         self._config = config
         self.revision += 1
+        payload = serialize_config(config)
         try:
-            write_atomically(self.path, serialize_config(config))
+            self._keep_unknown_file_content()
+            write_atomically(self.path, payload)
+            self._known_bytes = payload
         except OSError as exc:
             self.persist_error = f"could not save {self.path}: {exc.strerror or exc}; changes live in memory only"
             logger.error("%s", self.persist_error)
@@ -211,24 +241,24 @@ class ConfigStore:
             self.persist_error = None
 
     def replace(self, config: EtvrConfig) -> EtvrConfig:
-        with self._lock:
+        with self.lock:
             # Round-trip through validation so that model-level rules see the whole new config.
             self._set(EtvrConfig.model_validate(config.model_dump(mode="json")))
             return self._config
 
     def update(self, patch: JsonDict) -> EtvrConfig:
         """Deep-merge a partial document and validate the result as a whole (ValidationError if bad)."""
-        with self._lock:
+        with self.lock:
             merged = deep_merge(self._config.model_dump(mode="json"), patch)
             self._set(EtvrConfig.model_validate(merged))
             return self._config
 
     def save(self) -> EtvrConfig:
-        with self._lock:
+        with self.lock:
             self._set(self._config)
             return self._config
 
     def reset(self) -> EtvrConfig:
-        with self._lock:
+        with self.lock:
             self._set(EtvrConfig())
             return self._config

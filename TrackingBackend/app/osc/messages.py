@@ -1,0 +1,38 @@
+"""OSC encoding (pure): results -> (address, float) pairs -> datagram bytes.
+
+Hand-rolled because every datagram here is one address with float arguments: the padded address and
+type tag are cached per address, so encoding a message is one struct.pack and a concatenation. The
+tests check every datagram against python-osc's parser.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from functools import lru_cache
+
+FLOAT = struct.Struct(">f")
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\x00" * (4 - len(data) % 4)
+
+
+@lru_cache(maxsize=512)
+def _header(address: str, arg_count: int) -> bytes:
+    return _pad(address.encode("ascii")) + _pad(b"," + b"f" * arg_count)
+
+
+def clamp(value: float, low: float, high: float) -> float:
+    """Clamp into [low, high]; NaN (never sent) becomes the range's middle."""
+    if math.isnan(value):
+        return (low + high) / 2.0
+    return low if value < low else high if value > high else value
+
+
+def encode_float(address: str, value: float) -> bytes:
+    return _header(address, 1) + FLOAT.pack(value)
+
+
+def encode_floats(address: str, values: tuple[float, ...] | list[float]) -> bytes:
+    return _header(address, len(values)) + struct.pack(f">{len(values)}f", *values)

@@ -1,0 +1,189 @@
+"""Camera process: source -> preprocess (rotation, flips, ROI) -> shared-memory ring.
+
+A thin shell around `run_camera_loop`, which keeps a state machine (disconnected -> connecting ->
+connected) and reconnects with exponential backoff capped at 5 s. A new capture source or
+preprocessing setting takes effect at once, without restarting the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from app.camera.base import FrameSource, SourceError
+from app.config.models import CameraConfig, EtvrConfig
+from app.runtime.frames import FrameTooLargeError, FrameWriter, SharedFrameStore
+from app.runtime.worker import StatusPublisher, WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_FIRST_S = 0.25
+BACKOFF_MAX_S = 5.0
+READ_TIMEOUT_S = 0.1
+FPS_WINDOW_S = 1.0
+
+
+@dataclass
+class CameraLoopControl:
+    """Shared between the loop and the config watcher thread."""
+
+    camera: CameraConfig
+    reconnect: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def update(self, camera: CameraConfig) -> None:
+        with self.lock:
+            source_changed = (camera.capture_source, camera.serial_baud) != (
+                self.camera.capture_source,
+                self.camera.serial_baud,
+            )
+            self.camera = camera
+        if source_changed:
+            self.reconnect.set()
+
+
+class FpsMeter:
+    def __init__(self) -> None:
+        self._count = 0
+        self._since = time.monotonic()
+        self.fps = 0.0
+
+    def tick(self, now: float) -> None:
+        self._count += 1
+        elapsed = now - self._since
+        if elapsed >= FPS_WINDOW_S:
+            self.fps = self._count / elapsed
+            self._count = 0
+            self._since = now
+
+
+def run_camera_loop(
+    control: CameraLoopControl,
+    open_source: Callable[[CameraConfig], FrameSource],
+    writer: FrameWriter,
+    should_stop: Callable[[], bool],
+    status: StatusPublisher,
+) -> None:
+    from app.camera.preprocess import Preprocessor
+
+    backoff_s = BACKOFF_FIRST_S
+    fps = FpsMeter()
+    while not should_stop():
+        control.reconnect.clear()
+        camera = control.camera
+        if not camera.capture_source:
+            status.set(state="no_source", last_error="no capture_source configured", fps=0.0)
+            control.reconnect.wait(READ_TIMEOUT_S)
+            continue
+        status.set(state="connecting", source=camera.capture_source)
+        try:
+            source = open_source(camera)
+            source.open()
+        except SourceError as exc:
+            status.set(state="disconnected", last_error=str(exc), fps=0.0)
+            logger.warning("camera %s: %s (retry in %.2f s)", camera.capture_source, exc, backoff_s)
+            _wait_backoff(backoff_s, control, should_stop)
+            backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
+            continue
+        status.set(state="connected", last_error=None)
+        logger.info("camera connected: %s", camera.capture_source)
+        backoff_s = BACKOFF_FIRST_S
+        try:
+            preprocessor: Any = None
+            prepared_for: CameraConfig | None = None
+            while not should_stop() and not control.reconnect.is_set():
+                frame = source.read(READ_TIMEOUT_S)
+                if frame is None:
+                    continue
+                if prepared_for is not control.camera:
+                    prepared_for = control.camera
+                    preprocessor = Preprocessor.from_config(prepared_for)
+                roi, info = preprocessor.apply(frame.gray)
+                try:
+                    writer.write(roi, frame.capture_ts)
+                except FrameTooLargeError as exc:
+                    status.set(last_error=str(exc))
+                    continue
+                now = time.monotonic()
+                fps.tick(now)
+                counters = source.counters
+                status.set(
+                    fps=round(fps.fps, 2),
+                    frames_received=counters.received,
+                    frames_decoded=counters.decoded,
+                    frames_corrupt=counters.corrupt,
+                    frames_dropped=writer.dropped,
+                    frames_sent=writer.sequence,
+                    roi_clamped=bool(getattr(info, "roi_clamped", False)),
+                )
+        except SourceError as exc:
+            status.set(state="disconnected", last_error=str(exc), fps=0.0)
+            logger.warning("camera %s lost: %s", camera.capture_source, exc)
+        finally:
+            source.close()
+    status.set(state="stopped", fps=0.0)
+
+
+def _wait_backoff(delay_s: float, control: CameraLoopControl, should_stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + delay_s
+    while not should_stop() and not control.reconnect.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        control.reconnect.wait(min(remaining, READ_TIMEOUT_S))
+
+
+def open_configured_source(camera: CameraConfig) -> FrameSource:
+    from app.camera.factory import open_source
+
+    return open_source(camera.capture_source, serial_baud=camera.serial_baud)
+
+
+class CameraProcess(WorkerProcess):
+    kind = "camera"
+
+    def __init__(
+        self,
+        tracker_uuid: str,
+        config_path: Path,
+        stop_flag: Any,
+        status: Any,
+        uplink: Connection,
+        frame_store_name: str,
+        frame_slots: int,
+        max_frame_bytes: int,
+        frames_tx: Connection,
+    ) -> None:
+        super().__init__(tracker_uuid, config_path, stop_flag, status, uplink)
+        self.frame_store_name = frame_store_name
+        self.frame_slots = frame_slots
+        self.max_frame_bytes = max_frame_bytes
+        self.frames_tx = frames_tx
+
+    def main(self, config: EtvrConfig) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        tracker = config.tracker(self.tracker_uuid)
+        if tracker is None:
+            raise RuntimeError(f"tracker {self.tracker_uuid} is not in the config")
+        self.control = CameraLoopControl(tracker.camera)
+        store = SharedFrameStore(self.frame_store_name, self.frame_slots, self.max_frame_bytes)
+        writer = FrameWriter(store, self.frames_tx)
+        try:
+            run_camera_loop(self.control, open_configured_source, writer, self.stopping, self.status)
+        finally:
+            del writer
+            store.close()
+
+    def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
+        tracker = config.tracker(self.tracker_uuid)
+        control: CameraLoopControl | None = getattr(self, "control", None)
+        if tracker is not None and control is not None and f"tracker:{self.tracker_uuid}:camera" in sections:
+            control.update(tracker.camera)

@@ -1,0 +1,137 @@
+"""OSC process: tracker results -> OSC datagrams over UDP, combining this eye with the others' latest."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from app.config.models import EtvrConfig, OscConfig, TrackerPosition
+from app.osc.compose import EyeSample, compose_v1, fresh_eyes
+from app.runtime.results import ResultBoard, unpack_result
+from app.runtime.worker import StatusPublisher, WorkerProcess
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.1
+
+
+class UdpSender:
+    """One non-blocking UDP socket; send errors are counted and logged once per kind."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self._sock.setblocking(False)
+        self.sent = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def send(self, datagram: bytes, target: tuple[str, int]) -> None:
+        try:
+            self._sock.sendto(datagram, target)
+            self.sent += 1
+        except OSError as exc:
+            self.errors += 1
+            message = f"sending to {target[0]}:{target[1]} failed: {exc}"
+            if message != self.last_error:
+                logger.warning("%s", message)
+            self.last_error = message
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class OscSettings:
+    """The OSC section, swapped atomically by the config watcher thread."""
+
+    def __init__(self, config: OscConfig) -> None:
+        self.config = config
+        self.lock = threading.Lock()
+
+
+def run_osc_loop(
+    settings: OscSettings,
+    results_rx: Connection,
+    own_position: TrackerPosition,
+    other_slots: dict[TrackerPosition, int],
+    board: ResultBoard,
+    sender: UdpSender,
+    should_stop: Callable[[], bool],
+    status: StatusPublisher,
+) -> None:
+    updates = 0
+    while not should_stop():
+        if not results_rx.poll(READ_TIMEOUT_S):
+            continue
+        while results_rx.poll(0):
+            record = unpack_result(results_rx.recv_bytes())
+            config = settings.config
+            if not config.enable_sending:
+                continue
+            now = time.monotonic()
+            samples = [EyeSample(own_position, record)]
+            for position, slot in other_slots.items():
+                other = board.read(slot)
+                if other is not None:
+                    samples.append(EyeSample(position, other))
+            target = (config.address, config.sending_port)
+            for datagram in compose_v1(config, fresh_eyes(samples, now)):
+                sender.send(datagram, target)
+            updates += 1
+        status.set(
+            state="sending",
+            updates=updates,
+            messages_sent=sender.sent,
+            send_errors=sender.errors,
+            last_error=sender.last_error,
+        )
+
+
+class OscProcess(WorkerProcess):
+    kind = "osc"
+
+    def __init__(
+        self,
+        tracker_uuid: str,
+        config_path: Path,
+        stop_flag: Any,
+        status: Any,
+        uplink: Connection,
+        results_rx: Connection,
+        position: TrackerPosition,
+        other_slots: dict[TrackerPosition, int],
+        board: ResultBoard,
+    ) -> None:
+        super().__init__(tracker_uuid, config_path, stop_flag, status, uplink)
+        self.results_rx = results_rx
+        self.position = position
+        self.other_slots = other_slots
+        self.board = board
+
+    def main(self, config: EtvrConfig) -> None:
+        self.settings = OscSettings(config.osc)
+        sender = UdpSender()
+        self.status.set(push=True, state="waiting_for_results")
+        try:
+            run_osc_loop(
+                self.settings,
+                self.results_rx,
+                self.position,
+                self.other_slots,
+                self.board,
+                sender,
+                self.stopping,
+                self.status,
+            )
+        finally:
+            sender.close()
+
+    def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
+        settings: OscSettings | None = getattr(self, "settings", None)
+        if settings is not None and "osc" in sections:
+            settings.config = config.osc

@@ -1,0 +1,175 @@
+"""Tracker process: newest frame from the ring -> EyePipeline -> result to the OSC pipe and the board.
+
+Commands from the main process (recenter, calibrate) arrive on their own pipe; a finished calibration
+goes back up the uplink so that the main process persists it in the config.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from app.config.models import EtvrConfig, TrackerConfig
+from app.runtime.camera_process import FpsMeter
+from app.runtime.frames import FrameReader, SharedFrameStore, make_nonblocking
+from app.runtime.logs import send_event
+from app.runtime.results import ResultBoard, ResultRecord, pack_result
+from app.runtime.worker import StatusPublisher, WorkerProcess
+from app.tracking.pipeline import EyePipeline
+
+logger = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 0.1
+
+
+class PipelineHolder:
+    """The pipeline plus a pending config swap from the watcher thread (applied between frames)."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.pipeline = EyePipeline(config)
+        self._pending: TrackerConfig | None = None
+        self._lock = threading.Lock()
+
+    def request_update(self, config: TrackerConfig) -> None:
+        with self._lock:
+            self._pending = config
+
+    def apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            self.pipeline.update_config(pending)
+
+
+def handle_commands(commands: Connection, pipeline: EyePipeline, now: float) -> None:
+    while commands.poll(0):
+        command = commands.recv()
+        if command == "recenter":
+            pipeline.recenter()
+        elif command == "calibrate":
+            pipeline.start_calibration(now)
+        else:
+            logger.warning("unknown tracker command %r", command)
+
+
+def run_tracker_loop(
+    holder: PipelineHolder,
+    reader: FrameReader,
+    results_tx: Connection,
+    commands_rx: Connection,
+    board: ResultBoard,
+    board_slot: int,
+    should_stop: Callable[[], bool],
+    status: StatusPublisher,
+    uplink: Connection | None,
+    tracker_uuid: str,
+) -> None:
+    fps = FpsMeter()
+    make_nonblocking(results_tx)
+    dropped_results = 0
+    processed = 0
+    while not should_stop():
+        holder.apply_pending()
+        handle_commands(commands_rx, holder.pipeline, time.monotonic())
+        got = reader.read_newest(READ_TIMEOUT_S)
+        if got is None:
+            continue
+        record, gray = got
+        result = holder.pipeline.process(gray, record.capture_ts)
+        now = time.monotonic()
+        fps.tick(now)
+        processed += 1
+        out = ResultRecord.from_eye_result(
+            result, record.sequence, record.capture_ts, now, fps.fps, record.width, record.height
+        )
+        board.post(board_slot, out)
+        try:
+            results_tx.send_bytes(pack_result(out))
+        except BlockingIOError:
+            dropped_results += 1
+        take_update = getattr(holder.pipeline, "take_calibration_update", None)
+        update = take_update() if take_update is not None else None
+        if update is not None and uplink is not None:
+            send_event(uplink, "calibration", {"uuid": tracker_uuid, "calibration": update.model_dump(mode="json")})
+        status.set(
+            state="tracking",
+            fps=round(fps.fps, 2),
+            frames_processed=processed,
+            frames_skipped=reader.skipped,
+            frames_torn=reader.torn,
+            results_dropped=dropped_results,
+            latency_ms=round(out.latency_ms, 3),
+            calibration_progress=out.calibration_progress,
+        )
+
+
+class TrackerProcess(WorkerProcess):
+    kind = "tracker"
+
+    def __init__(
+        self,
+        tracker_uuid: str,
+        config_path: Path,
+        stop_flag: Any,
+        status: Any,
+        uplink: Connection,
+        frame_store_name: str,
+        frame_slots: int,
+        max_frame_bytes: int,
+        frames_rx: Connection,
+        results_tx: Connection,
+        commands_rx: Connection,
+        board: ResultBoard,
+        board_slot: int,
+    ) -> None:
+        super().__init__(tracker_uuid, config_path, stop_flag, status, uplink)
+        self.frame_store_name = frame_store_name
+        self.frame_slots = frame_slots
+        self.max_frame_bytes = max_frame_bytes
+        self.frames_rx = frames_rx
+        self.results_tx = results_tx
+        self.commands_rx = commands_rx
+        self.board = board
+        self.board_slot = board_slot
+
+    def main(self, config: EtvrConfig) -> None:
+        import cv2
+
+        cv2.setNumThreads(1)
+        tracker = config.tracker(self.tracker_uuid)
+        if tracker is None:
+            raise RuntimeError(f"tracker {self.tracker_uuid} is not in the config")
+        self.holder = PipelineHolder(tracker)
+        store = SharedFrameStore(self.frame_store_name, self.frame_slots, self.max_frame_bytes)
+        reader = FrameReader(store, self.frames_rx)
+        self.status.set(push=True, state="waiting_for_frames")
+        try:
+            run_tracker_loop(
+                self.holder,
+                reader,
+                self.results_tx,
+                self.commands_rx,
+                self.board,
+                self.board_slot,
+                self.stopping,
+                self.status,
+                self.uplink,
+                self.tracker_uuid,
+            )
+        finally:
+            del reader
+            store.close()
+
+    def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
+        tracker = config.tracker(self.tracker_uuid)
+        holder: PipelineHolder | None = getattr(self, "holder", None)
+        if tracker is None or holder is None:
+            return
+        prefix = f"tracker:{self.tracker_uuid}:"
+        if any(section.startswith(prefix) for section in sections):
+            holder.request_update(tracker)
