@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from app.camera.base import GrayImage
-from app.config.models import TrackerConfig
-from app.tracking.pupil.blob import detect_pupil_blob
+from app.config.models import CalibrationConfig, FilterConfig, TrackerConfig
+from app.tracking.calibration import GazeCalibrator, map_gaze, recentered
+from app.tracking.filters import OneEuroFilter
+from app.tracking.openness import LidEstimator
+from app.tracking.pupil.tracker import PupilTracker
 from app.tracking.results import EyeResult, PupilResult
+
+
+class _Filters:
+    def __init__(self, config: FilterConfig) -> None:
+        gaze = (config.min_cutoff, config.beta, config.d_cutoff)
+        lids = (config.openness_min_cutoff, config.openness_beta, config.d_cutoff)
+        self.enabled = config.enabled
+        self.gaze_x, self.gaze_y = OneEuroFilter(*gaze), OneEuroFilter(*gaze)
+        self.openness, self.widen, self.squeeze = OneEuroFilter(*lids), OneEuroFilter(*lids), OneEuroFilter(*lids)
+        self.dilation = OneEuroFilter(*gaze)
+
+    def apply(self, filt: OneEuroFilter, value: float, ts: float) -> float:
+        return filt(value, ts) if self.enabled else value
 
 
 class EyePipeline:
@@ -15,40 +29,85 @@ class EyePipeline:
 
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config
+        self._pupils = PupilTracker(config.algorithm)
+        self._lids = LidEstimator(config.algorithm.confidence_threshold)
+        self._filters = _Filters(config.filter)
+        self._calibrator = GazeCalibrator()
+        self._calibration_update: CalibrationConfig | None = None
+        self._last_norm: tuple[float, float] | None = None
+        self._last_gaze = (0.0, 0.0)
+
+    @property
+    def unavailable_algorithms(self) -> list[str]:
+        """Configured algorithms that cannot run here (LEAP: no model bundled); they are skipped."""
+        return list(self._pupils.unavailable_algorithms)
 
     def update_config(self, config: TrackerConfig) -> None:
+        """Hot reload: algorithms and filters follow the new config; tracking and lid statistics are kept."""
+        old = self.config
         self.config = config
-
-    def recenter(self) -> None:
-        """Make the current gaze the centre."""
+        if config.algorithm != old.algorithm:
+            self._pupils.update_config(config.algorithm)
+            self._lids.confident = config.algorithm.confidence_threshold
+        if config.filter != old.filter:
+            self._filters = _Filters(config.filter)
 
     def start_calibration(self, ts: float) -> None:
         """Begin a timed calibration at time `ts` (seconds, same clock as `process`)."""
+        self._calibrator.start(ts)
+
+    def recenter(self) -> None:
+        """Make the current gaze the centre."""
+        if self._last_norm is None:
+            return
+        calibration = recentered(self.config.calibration, *self._last_norm)
+        self.config = self.config.model_copy(update={"calibration": calibration})
+        self._calibration_update = calibration
+
+    def take_calibration_update(self) -> CalibrationConfig | None:
+        """The calibration produced by a finished calibration or a recenter, once; None otherwise."""
+        update, self._calibration_update = self._calibration_update, None
+        return update
 
     def process(self, gray: GrayImage, ts: float) -> EyeResult:
-        pupil = detect_pupil_blob(gray, ts)
-        return self._to_eye_result(pupil, gray.shape[1], gray.shape[0])
-
-    def _to_eye_result(self, pupil: PupilResult, width: int, height: int) -> EyeResult:
-        mapping = self.config.calibration.mapping
-        if not pupil.found:
-            return EyeResult(pupil, 0.0, 0.0, 0.0, True, 0.5)
-        nx, ny = pupil.x / max(width, 1), pupil.y / max(height, 1)
-        gx = (nx - mapping.center_x) / mapping.half_range_x
-        gy = (ny - mapping.center_y) / mapping.half_range_y
-        if mapping.invert_x:
-            gx = -gx
-        if mapping.invert_y:
-            gy = -gy
-        if self.config.camera.flip_x_axis:
-            gx = -gx
-        if self.config.camera.flip_y_axis:
-            gy = -gy
+        height, width = gray.shape[:2]
+        pupil = self._pupils.detect(gray) if gray.size else PupilResult.none()
+        found = pupil.confidence >= self.config.algorithm.confidence_threshold
+        lids = self._lids.update(gray, pupil)
+        norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
+        if norm is not None:
+            self._last_norm = norm
+        progress = self._calibrator.progress(ts, self.config.calibration.duration_s)
+        if self._calibrator.active:
+            finished = self._calibrator.add(
+                norm[0] if norm else None, norm[1] if norm else None, ts, self.config.calibration
+            )
+            if finished is not None:
+                self.config = self.config.model_copy(update={"calibration": finished})
+                self._calibration_update = finished
+        if norm is not None and not lids.blink:
+            gx, gy = map_gaze(norm[0], norm[1], self.config.calibration.mapping)
+            if self.config.camera.flip_x_axis:
+                gx = -gx
+            if self.config.camera.flip_y_axis:
+                gy = -gy
+            self._last_gaze = (gx, gy)
+        f = self._filters
+        gaze_x = f.apply(f.gaze_x, self._last_gaze[0], ts)
+        gaze_y = f.apply(f.gaze_y, self._last_gaze[1], ts)
         return EyeResult(
-            pupil,
-            float(np.clip(gx, -1.0, 1.0)),
-            float(np.clip(gy, -1.0, 1.0)),
-            1.0,
-            False,
-            0.5,
+            pupil=pupil,
+            gaze_x=_clip(gaze_x, -1.0, 1.0),
+            gaze_y=_clip(gaze_y, -1.0, 1.0),
+            openness=_clip(f.apply(f.openness, lids.openness, ts)),
+            blink=lids.blink,
+            dilation=_clip(f.apply(f.dilation, lids.dilation, ts)),
+            widen=_clip(f.apply(f.widen, lids.widen, ts)),
+            squeeze=_clip(f.apply(f.squeeze, lids.squeeze, ts)),
+            calibration_progress=progress,
+            raw_openness=lids.openness,
         )
+
+
+def _clip(value: float, low: float = 0.0, high: float = 1.0) -> float:
+    return min(max(value, low), high)

@@ -43,3 +43,4 @@ class EyeResult:
     widen: float = 0.0  # [0, 1]
     squeeze: float = 0.0  # [0, 1]
     calibration_progress: float = -1.0  # [0, 1] while calibrating, -1 otherwise
+    raw_openness: float = 1.0  # [0, 1], openness before the One-Euro filter (what the blink flag uses)

@@ -1,4 +1,4 @@
-"""Dark-blob pupil detector: threshold near the darkest level, largest compact blob, ellipse fit."""
+"""Dark-blob pupil detector: fixed threshold (the user's `algorithm.blob` settings), largest fitting blob."""
 
 from __future__ import annotations
 
@@ -6,24 +6,31 @@ import cv2
 import numpy as np
 
 from app.camera.base import GrayImage
+from app.config.models import BlobConfig
+from app.tracking.pupil.refine import fit_ellipse, outline_confidence
 from app.tracking.results import PupilResult
 
-MIN_BLOB_AREA_PX = 12
 
-
-def detect_pupil_blob(gray: GrayImage, ts: float = 0.0, offset: int = 25) -> PupilResult:
-    """The pupil is the darkest compact region: threshold a little above the darkest level."""
+def detect_pupil_blob(gray: GrayImage, config: BlobConfig | None = None) -> PupilResult:
+    """Pixels darker than `threshold`; the largest blob whose bounding box side is within [minsize, maxsize]
+    (scaled from the legacy 240-px frame to this frame's size)."""
+    config = config or BlobConfig()
     if gray.size == 0:
         return PupilResult.none("BLOB")
+    scale = min(gray.shape) / 240.0
+    min_side, max_side = config.minsize * scale, max(config.maxsize * scale * 2.0, 4.0)
     small = cv2.GaussianBlur(gray, (5, 5), 0)
-    darkest = int(np.percentile(small, 1))
-    _, mask = cv2.threshold(small, darkest + offset, 255, cv2.THRESH_BINARY_INV)
+    _, mask = cv2.threshold(small, config.threshold, 255, cv2.THRESH_BINARY_INV)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    best = max(contours, key=cv2.contourArea, default=None)
-    if best is None or cv2.contourArea(best) < MIN_BLOB_AREA_PX or len(best) < 5:
+    fitting = [c for c in contours if len(c) >= 5 and min_side <= max(cv2.boundingRect(c)[2:]) <= max_side]
+    best = max(fitting, key=cv2.contourArea, default=None)
+    if best is None:
         return PupilResult.none("BLOB")
-    (cx, cy), (w, h), angle = cv2.fitEllipse(best)
-    area = cv2.contourArea(best)
-    fill = area / max(np.pi * w * h / 4.0, 1e-6)
-    confidence = float(np.clip(fill, 0.0, 1.0))
-    return PupilResult(float(cx), float(cy), float(w), float(h), float(angle), confidence, "BLOB")
+    moments = cv2.moments(best)
+    if moments["m00"] <= 0:
+        return PupilResult.none("BLOB")
+    ellipse = fit_ellipse(best)
+    (_, _), (w, h), angle = ellipse
+    confidence = outline_confidence(gray, ellipse)
+    cx, cy = moments["m10"] / moments["m00"], moments["m01"] / moments["m00"]
+    return PupilResult(float(cx), float(cy), float(w), float(h), float(angle), float(np.clip(confidence, 0, 1)), "BLOB")

@@ -1,0 +1,72 @@
+"""Centre-surround (Haar-like) search for the pupil: the darkest square against its surrounding ring.
+
+The response at a centre is mean(ring) - mean(inner square). Box means come from `cv2.blur`, so a whole
+image and several radii cost a few linear passes; peaks per radius become candidates for refinement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+GrayU8 = npt.NDArray[np.uint8]
+
+# Outer square side = RING_RATIO x inner side: wide enough to see the iris around the pupil.
+RING_RATIO = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class HaarHit:
+    """A centre-surround peak: centre and inner half-size in the searched image's pixels."""
+
+    x: float
+    y: float
+    radius_px: float
+    response: float  # mean(ring) - mean(inner), grey levels; higher = more pupil-like
+
+
+def haar_response(image: npt.NDArray[np.float32], radius_px: int) -> npt.NDArray[np.float32]:
+    """mean(ring) - mean(inner square of half-size `radius_px`) at every pixel."""
+    outer = max(round(radius_px * RING_RATIO), radius_px + 1)
+    inner_side, outer_side = 2 * radius_px + 1, 2 * outer + 1
+    inner_mean = cv2.blur(image, (inner_side, inner_side), borderType=cv2.BORDER_REPLICATE)
+    outer_mean = cv2.blur(image, (outer_side, outer_side), borderType=cv2.BORDER_REPLICATE)
+    inner_area, outer_area = float(inner_side**2), float(outer_side**2)
+    ring_mean = (outer_mean * outer_area - inner_mean * inner_area) / (outer_area - inner_area)
+    response: npt.NDArray[np.float32] = np.asarray(ring_mean - inner_mean, np.float32)
+    return response
+
+
+def haar_candidates(
+    gray: GrayU8,
+    radii_px: list[int],
+    window: tuple[int, int, int, int] | None = None,
+    max_candidates: int = 4,
+) -> list[HaarHit]:
+    """The best peak per radius (inside `window` = (x0, y0, x1, y1), half-open), strongest first, deduplicated."""
+    height, width = gray.shape
+    x0, y0, x1, y1 = window if window is not None else (0, 0, width, height)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    if x1 <= x0 or y1 <= y0:
+        return []
+    image: npt.NDArray[np.float32] = gray.astype(np.float32)
+    hits: list[HaarHit] = []
+    for radius in radii_px:
+        response = haar_response(image, radius)[y0:y1, x0:x1]
+        _, value, _, (col, row) = cv2.minMaxLoc(response)
+        hits.append(HaarHit(float(col + x0), float(row + y0), float(radius), float(value)))
+    hits.sort(key=lambda hit: -hit.response)
+    unique: list[HaarHit] = []
+    for hit in hits:
+        if all(np.hypot(hit.x - u.x, hit.y - u.y) > 0.5 * min(hit.radius_px, u.radius_px) for u in unique):
+            unique.append(hit)
+    return unique[:max_candidates]
+
+
+def radii_for(side_px: int, min_frac: float = 0.03, max_frac: float = 0.1, count: int = 5) -> list[int]:
+    """Inner half-sizes to try, as fractions of the smaller frame side (pupils in eye crops)."""
+    radii = np.geomspace(max(side_px * min_frac, 1.5), max(side_px * max_frac, 2.5), count)
+    return sorted({max(round(float(r)), 1) for r in radii})

@@ -1,0 +1,167 @@
+"""Refine a coarse pupil guess: adaptive local threshold, glint-filled region, ellipse fit, outline confidence."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from app.tracking.results import PupilResult
+
+GrayU8 = npt.NDArray[np.uint8]
+Ellipse = tuple[tuple[float, float], tuple[float, float], float]
+
+# Outline-contrast votes (PuRe): a point on the ellipse votes when its outside is this much brighter.
+OUTLINE_BIAS_GREY = 5.0
+OUTLINE_SAMPLES = 32
+THRESHOLD_ITERATIONS = 2
+# Threshold = inside + THRESHOLD_FRACTION x (outside - inside): the edge's half-way grey level.
+THRESHOLD_FRACTION = 0.45
+INITIAL_THRESHOLD_GREY = 12.0
+MIN_REGION_AREA_PX = 6
+# Glints are near-saturated corneal reflections, far brighter than the iris around the pupil.
+GLINT_MARGIN_GREY = 30.0
+EDGE_BAND_PX = 2
+CANNY_LOW, CANNY_HIGH = 20, 50
+MIN_EDGE_POINTS = 8
+EDGE_FIT_ITERATIONS = 2
+EDGE_INLIER_PX = 1.0
+MIN_AXIS_RATIO = 0.35
+_KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+_ANGLES = np.linspace(0.0, 2.0 * np.pi, OUTLINE_SAMPLES, endpoint=False)
+_COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
+
+
+def fit_ellipse(points: npt.NDArray[np.generic]) -> Ellipse:
+    """`cv2.fitEllipse` with plain float results: ((cx, cy), (w, h), angle_deg)."""
+    (cx, cy), (w, h), angle = cv2.fitEllipse(np.asarray(points, np.float32).reshape(-1, 1, 2))
+    return (float(cx), float(cy)), (float(w), float(h)), float(angle)
+
+
+def as_u8(image: npt.NDArray[np.generic]) -> GrayU8:
+    result: GrayU8 = np.asarray(image, np.uint8)
+    return result
+
+
+def outline_confidence(gray: GrayU8, ellipse: Ellipse) -> float:
+    """Fraction of outline points whose outside is brighter than the inside (PuRe's outline contrast)."""
+    (cx, cy), (w, h), angle_deg = ellipse
+    a, b = w / 2.0, h / 2.0
+    if a < 1.0 or b < 1.0:
+        return 0.0
+    height, width = gray.shape
+    cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    offset_px = max(1.5, 0.15 * min(a, b))
+    scales = (
+        np.array([[max(a - offset_px, 0.5)], [a + offset_px]]),
+        np.array([[max(b - offset_px, 0.5)], [b + offset_px]]),
+    )
+    ux, uy = scales[0] * _COS, scales[1] * _SIN
+    xi = np.clip((cx + ux * cos_a - uy * sin_a + 0.5).astype(np.int64), 0, width - 1)
+    yi = np.clip((cy + ux * sin_a + uy * cos_a + 0.5).astype(np.int64), 0, height - 1)
+    values = gray[yi, xi].astype(np.int16)
+    return float(np.mean(values[1] - values[0] > OUTLINE_BIAS_GREY))
+
+
+def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm: str) -> PupilResult:
+    """Grow the dark region around (cx, cy) with a threshold half-way between pupil and its surround.
+
+    The centre is the centroid of the region with glints filled in; the ellipse is fitted to its outline.
+    """
+    height, width = gray.shape
+    half = int(max(3.0 * radius_px, 10.0))
+    x0, y0 = max(int(cx) - half, 0), max(int(cy) - half, 0)
+    x1, y1 = min(int(cx) + half + 1, width), min(int(cy) + half + 1, height)
+    roi = gray[y0:y1, x0:x1]
+    if roi.shape[0] < 5 or roi.shape[1] < 5:
+        return PupilResult.none(algorithm)
+    seed_box = max(int(radius_px * 0.6) | 1, 3)
+    smooth = cv2.blur(roi, (seed_box, seed_box))
+    # Seed: the darkest smoothed point near the guess.
+    search = max(int(radius_px), 2)
+    lx, ly = int(cx) - x0, int(cy) - y0
+    sx0, sy0 = max(lx - search, 0), max(ly - search, 0)
+    near = smooth[sy0 : ly + search + 1, sx0 : lx + search + 1]
+    if near.size == 0:
+        return PupilResult.none(algorithm)
+    _, _, (sx, sy), _ = cv2.minMaxLoc(near)
+    seed_x, seed_y = sx + sx0, sy + sy0
+    threshold = float(smooth[seed_y, seed_x]) + INITIAL_THRESHOLD_GREY
+    region = np.zeros((roi.shape[0] + 2, roi.shape[1] + 2), np.uint8)
+    for _ in range(THRESHOLD_ITERATIONS + 1):
+        region[:] = 0
+        seed_value = int(roi[seed_y, seed_x])
+        if seed_value > threshold:
+            return PupilResult.none(algorithm)
+        flags = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (255 << 8)
+        cv2.floodFill(roi, region, (seed_x, seed_y), 0, (255, 255, 255, 255), (int(threshold) - seed_value,) * 4, flags)
+        inner = region[1:-1, 1:-1]
+        ring = cv2.dilate(inner, _KERNEL_3, iterations=3) - cv2.dilate(inner, _KERNEL_3, iterations=1)
+        inside_level = cv2.mean(roi, inner)[0]
+        outside_level = cv2.mean(roi, ring)[0]
+        if cv2.countNonZero(inner) < MIN_REGION_AREA_PX or outside_level <= inside_level:
+            return PupilResult.none(algorithm)
+        threshold = inside_level + THRESHOLD_FRACTION * (outside_level - inside_level)
+    inner = region[1:-1, 1:-1]
+    contours, _ = cv2.findContours(inner, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return PupilResult.none(algorithm)
+    # Glints inside the pupil leave holes: filling the outer contour removes them.
+    filled = np.zeros_like(inner)
+    cv2.drawContours(filled, contours, -1, 255, -1)
+    contour = max(contours, key=len)
+    if len(contour) < 5:
+        return PupilResult.none(algorithm)
+    # Glints on the rim cut notches: fit the ellipse without outline points next to a glint, then count the
+    # glint pixels inside that ellipse as pupil.
+    _, glints = cv2.threshold(roi, min(outside_level + GLINT_MARGIN_GREY, 254.0), 255, cv2.THRESH_BINARY)
+    glints = as_u8(cv2.dilate(glints, _KERNEL_3, iterations=2))
+    points = contour[:, 0, :]
+    clean = points[glints[points[:, 1], points[:, 0]] == 0]
+    fit_points = clean if len(clean) >= max(5, len(points) // 2) else points
+    (ex, ey), (ew, eh), angle = fit_ellipse(fit_points)
+    if len(fit_points) < len(points) and max(ew, eh) < 2.0 * half:
+        inside_ellipse = np.zeros_like(inner)
+        cv2.ellipse(inside_ellipse, ((ex, ey), (ew, eh), angle), 255, -1)
+        filled |= inside_ellipse & glints
+    ellipse: Ellipse = ((ex, ey), (ew, eh), angle)
+    ellipse = _fit_edges(roi, filled, glints, ellipse)
+    (ex, ey), (ew, eh), angle = ellipse
+    if not (np.isfinite(ex) and np.isfinite(ey)) or min(ew, eh) < 1.0:
+        return PupilResult.none(algorithm)
+    ellipse = ((ex + x0, ey + y0), (ew, eh), angle)
+    confidence = outline_confidence(gray, ellipse)
+    if min(ew, eh) < MIN_AXIS_RATIO * max(ew, eh):
+        confidence *= 0.5
+    return PupilResult(float(ex + x0), float(ey + y0), float(ew), float(eh), float(angle), confidence, algorithm)
+
+
+def ellipse_distance_px(points: npt.NDArray[np.float64], ellipse: Ellipse) -> npt.NDArray[np.float64]:
+    """Approximate geometric distance of points to an ellipse (radial, scaled by the mean semi-axis)."""
+    (cx, cy), (w, h), angle_deg = ellipse
+    a, b = max(w / 2.0, 1e-3), max(h / 2.0, 1e-3)
+    cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    dx, dy = points[:, 0] - cx, points[:, 1] - cy
+    u = (dx * cos_a + dy * sin_a) / a
+    v = (-dx * sin_a + dy * cos_a) / b
+    distance: npt.NDArray[np.float64] = np.abs(np.hypot(u, v) - 1.0) * 0.5 * (a + b)
+    return distance
+
+
+def _fit_edges(roi: GrayU8, filled: GrayU8, glints: GrayU8, initial: Ellipse) -> Ellipse:
+    """Refit to Canny edges in a band around the region's outline, dropping glint edges and outliers."""
+    outer = as_u8(cv2.dilate(filled, _KERNEL_3, iterations=EDGE_BAND_PX))
+    band = outer & ~as_u8(cv2.erode(filled, _KERNEL_3, iterations=EDGE_BAND_PX))
+    edges = as_u8(cv2.Canny(roi, CANNY_LOW, CANNY_HIGH, L2gradient=True)) & band & ~glints
+    ys, xs = np.nonzero(edges)
+    if len(xs) < MIN_EDGE_POINTS:
+        return initial
+    points = np.column_stack([xs, ys]).astype(np.float64)
+    ellipse = initial
+    for _ in range(EDGE_FIT_ITERATIONS):
+        distance = ellipse_distance_px(points, ellipse)
+        keep = points[distance < max(EDGE_INLIER_PX, 2.0 * float(np.median(distance)))]
+        if len(keep) < MIN_EDGE_POINTS:
+            return ellipse
+        ellipse = fit_ellipse(keep)
+    return ellipse

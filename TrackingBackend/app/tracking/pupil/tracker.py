@@ -1,0 +1,163 @@
+"""The ordered pupil-algorithm list with fallback, and tracking over time.
+
+Every algorithm returns a `PupilResult` with a confidence in [0, 1]; the next one runs when the
+confidence is below `algorithm.confidence_threshold`. Coarse Haar candidates are computed once per frame
+and shared. While the pupil is tracked, the search starts in a window around the last good pupil and
+widens to the whole frame when that fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from app.config.models import AlgorithmConfig, AlgorithmName
+from app.tracking.pupil.blob import detect_pupil_blob
+from app.tracking.pupil.haar import HaarHit, haar_candidates, radii_for
+from app.tracking.pupil.ransac import ransac_pupil
+from app.tracking.pupil.refine import as_u8, outline_confidence, refine_pupil
+from app.tracking.results import PupilResult
+
+GrayU8 = npt.NDArray[np.uint8]
+
+# The coarse search runs on a frame shrunk to about this side, whatever the camera's resolution.
+COARSE_SIDE_PX = 64
+MAX_CANDIDATES = 3
+# A refinement this confident ends the candidate loop early.
+SURE_CONFIDENCE = 0.95
+# Tracking window half-size, in pupil radii around the last good pupil.
+TRACK_WINDOW_RADII = 3.0
+# The inner square of the Haar feature sits inside the pupil: its half-size is about this x the radius.
+HAAR_TO_PUPIL_RADIUS = 1.15
+UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A coarse guess in full-resolution pixels."""
+
+    x: float
+    y: float
+    radius_px: float
+    response: float
+
+
+class PupilTracker:
+    """Runs the configured algorithms in order; remembers the last good pupil to search near it."""
+
+    def __init__(self, config: AlgorithmConfig) -> None:
+        self.config = config
+        self.unavailable_algorithms: list[str] = [
+            n.value for n in config.algorithm_order if n in UNAVAILABLE_ALGORITHMS
+        ]
+        self._last: PupilResult | None = None
+
+    def update_config(self, config: AlgorithmConfig) -> None:
+        self.config = config
+        self.unavailable_algorithms = [n.value for n in config.algorithm_order if n in UNAVAILABLE_ALGORITHMS]
+
+    def reset(self) -> None:
+        self._last = None
+
+    def detect(self, gray: GrayU8) -> PupilResult:
+        threshold = self.config.confidence_threshold
+        best = PupilResult.none()
+        candidates: dict[bool, list[Candidate]] = {}
+        for name in self.config.algorithm_order:
+            if name in UNAVAILABLE_ALGORITHMS:
+                continue
+            result = self._run(name, gray, candidates)
+            if result.confidence > best.confidence:
+                best = result
+            if result.confidence >= threshold:
+                break
+        self._last = best if best.confidence >= threshold else None
+        return best
+
+    def _candidates(self, gray: GrayU8, local: bool, cache: dict[bool, list[Candidate]]) -> list[Candidate]:
+        if local not in cache:
+            cache[local] = coarse_candidates(gray, self._last if local else None)
+        return cache[local]
+
+    def _run(self, name: AlgorithmName, gray: GrayU8, cache: dict[bool, list[Candidate]]) -> PupilResult:
+        if name == AlgorithmName.BLOB:
+            return detect_pupil_blob(gray, self.config.blob)
+        scopes = [True, False] if self._last is not None else [False]
+        best = PupilResult.none(name.value)
+        for local in scopes:
+            for candidate in self._candidates(gray, local, cache)[: 1 if name == AlgorithmName.HSF else None]:
+                result = run_on_candidate(name, gray, candidate)
+                if result.confidence > best.confidence:
+                    best = result
+                if best.confidence >= SURE_CONFIDENCE:
+                    return best
+            if best.confidence >= self.config.confidence_threshold:
+                return best
+        return best
+
+
+def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Candidate]:
+    """Haar peaks on a shrunk frame (inside a window around `near` when given), in full-resolution pixels."""
+    height, width = gray.shape
+    scale = max(1, round(min(height, width) / COARSE_SIDE_PX))
+    small = (
+        gray if scale == 1 else as_u8(cv2.resize(gray, (width // scale, height // scale), interpolation=cv2.INTER_AREA))
+    )
+    window: tuple[int, int, int, int] | None = None
+    if near is not None:
+        reach = TRACK_WINDOW_RADII * max(near.ellipse_w, near.ellipse_h) / 2.0 / scale
+        window = (
+            int(near.x / scale - reach),
+            int(near.y / scale - reach),
+            int(near.x / scale + reach) + 1,
+            int(near.y / scale + reach) + 1,
+        )
+    hits: list[HaarHit] = haar_candidates(small, radii_for(min(small.shape)), window, MAX_CANDIDATES)
+    offset = scale / 2.0 - 0.5
+    return [Candidate(h.x * scale + offset, h.y * scale + offset, h.radius_px * scale, h.response) for h in hits]
+
+
+def run_on_candidate(name: AlgorithmName, gray: GrayU8, candidate: Candidate) -> PupilResult:
+    if name == AlgorithmName.HSRAC:
+        return refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC")
+    if name == AlgorithmName.RANSAC:
+        return ransac_pupil(gray, candidate.x, candidate.y, candidate.radius_px * HAAR_TO_PUPIL_RADIUS)
+    if name == AlgorithmName.AHSF:
+        return dark_centroid(gray, candidate, "AHSF")
+    return haar_circle(gray, candidate, "HSF")
+
+
+def haar_circle(gray: GrayU8, candidate: Candidate, algorithm: str) -> PupilResult:
+    """The Haar hit itself as a circle; confidence from its outline contrast."""
+    diameter = 2.0 * candidate.radius_px * HAAR_TO_PUPIL_RADIUS
+    ellipse = ((candidate.x, candidate.y), (diameter, diameter), 0.0)
+    confidence = outline_confidence(gray, ellipse)
+    return PupilResult(candidate.x, candidate.y, diameter, diameter, 0.0, confidence, algorithm)
+
+
+def dark_centroid(gray: GrayU8, candidate: Candidate, algorithm: str) -> PupilResult:
+    """Centroid of the pixels darker than half-way between the Haar box and its ring (adaptive threshold)."""
+    height, width = gray.shape
+    half = int(candidate.radius_px * 2.0) + 1
+    x0, y0 = max(int(candidate.x) - half, 0), max(int(candidate.y) - half, 0)
+    x1, y1 = min(int(candidate.x) + half + 1, width), min(int(candidate.y) + half + 1, height)
+    roi = gray[y0:y1, x0:x1]
+    if roi.size < 9:
+        return PupilResult.none(algorithm)
+    inner_half = max(int(candidate.radius_px), 1)
+    ix, iy = int(candidate.x) - x0, int(candidate.y) - y0
+    inner = roi[max(iy - inner_half, 0) : iy + inner_half + 1, max(ix - inner_half, 0) : ix + inner_half + 1]
+    inner_level = float(np.mean(inner))
+    threshold = inner_level + candidate.response / 2.0
+    dark = (roi < threshold).astype(np.uint8)
+    moments = cv2.moments(dark, binaryImage=True)
+    if moments["m00"] < 4:
+        return haar_circle(gray, candidate, algorithm)
+    cx, cy = moments["m10"] / moments["m00"] + x0, moments["m01"] / moments["m00"] + y0
+    diameter = 2.0 * float(np.sqrt(moments["m00"] / np.pi))
+    ellipse = ((cx, cy), (diameter, diameter), 0.0)
+    confidence = outline_confidence(gray, ellipse)
+    return PupilResult(float(cx), float(cy), diameter, diameter, 0.0, confidence, algorithm)
