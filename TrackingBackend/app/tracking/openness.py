@@ -27,7 +27,12 @@ MIN_BASELINE_SAMPLES = 20
 # Iris height ~ this x the pupil diameter until the user's own baseline is measured.
 DEFAULT_APERTURE_PER_PUPIL = 2.6
 # With no pupil seen, openness is at most this (a lid cue alone is easily fooled by lashes).
-NO_PUPIL_OPENNESS_CAP = 0.3
+NO_PUPIL_OPENNESS_CAP = 0.15
+# Pupil visibility ramps: (value at 0, value at 1) for confidence and minor/major axis ratio.
+VISIBLE_CONFIDENCE = (0.75, 0.95)
+VISIBLE_ASPECT = (0.5, 0.7)
+# Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
+SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.25, 0.3
 BLINK_ON, BLINK_OFF = 0.25, 0.4
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.08, 0.1
@@ -104,7 +109,8 @@ class LidEstimator:
 
     def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
         height, width = gray.shape
-        seen = pupil.confidence >= self.confident
+        visibility = self._visibility(pupil)
+        seen = visibility >= 0.5
         if seen:
             self._last_x, self._last_y = pupil.x, pupil.y
             self._last_radius = max(pupil.ellipse_w, pupil.ellipse_h) / 2.0
@@ -120,19 +126,40 @@ class LidEstimator:
         if baseline is None or baseline <= 0:
             baseline = max(DEFAULT_APERTURE_PER_PUPIL * 2.0 * radius, 1.0)
         ratio = aperture / baseline
-        visibility = float(np.clip((pupil.confidence - 0.2) / (self.confident - 0.2), 0.0, 1.0))
         openness = float(np.clip(ratio, 0.0, 1.0))
         openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * visibility)
         widen_span = DEFAULT_WIDEN_SPAN
         if self._aperture.ready and self._aperture.high and baseline:
             widen_span = max(self._aperture.high / baseline - 1.0 - WIDEN_DEAD_ZONE, DEFAULT_WIDEN_SPAN / 2.0)
-        widen = float(np.clip((ratio - 1.0 - WIDEN_DEAD_ZONE) / widen_span, 0.0, 1.0)) if seen else 0.0
-        squeeze = float(np.clip((1.0 - SQUEEZE_DEAD_ZONE - ratio) / SQUEEZE_SPAN, 0.0, 1.0)) if seen else 0.0
+        # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
+        calibrated = seen and self._aperture.ready
+        widen = float(np.clip((ratio - 1.0 - WIDEN_DEAD_ZONE) / widen_span, 0.0, 1.0)) if calibrated else 0.0
+        squeeze = float(np.clip((1.0 - SQUEEZE_DEAD_ZONE - ratio) / SQUEEZE_SPAN, 0.0, 1.0)) if calibrated else 0.0
         if self._blink and openness > BLINK_OFF:
             self._blink = False
         elif not self._blink and openness < BLINK_ON:
             self._blink = True
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
+
+    def _visibility(self, pupil: PupilResult) -> float:
+        """How surely a real pupil is seen: confident, round enough, and of the user's usual size.
+
+        Closed lids still offer dark, outlined shapes (the lash line, the crease); they are flat and of
+        the wrong size, so those cues separate them from a pupil.
+        """
+        if pupil.confidence < self.confident:
+            return 0.0
+        long_axis = max(pupil.ellipse_w, pupil.ellipse_h, 1e-3)
+        aspect = min(pupil.ellipse_w, pupil.ellipse_h) / long_axis
+        terms = [
+            (pupil.confidence - VISIBLE_CONFIDENCE[0]) / (VISIBLE_CONFIDENCE[1] - VISIBLE_CONFIDENCE[0]),
+            (aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0]),
+        ]
+        usual = self._pupil_size.median if self._pupil_size.ready else None
+        if usual:
+            size_error = abs(float(np.log(long_axis / usual)))
+            terms.append(1.0 - (size_error - SIZE_TOLERANCE_LOG) / SIZE_SPAN_LOG)
+        return float(np.clip(min(terms), 0.0, 1.0))
 
     def _update_levels(self, gray: GrayU8, x: float, y: float, radius: float, seen: bool) -> None:
         # Skin: the bright part of the frame; iris: a ring just outside the pupil.

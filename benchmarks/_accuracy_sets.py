@@ -1,0 +1,79 @@
+"""Data sets for `python -m benchmarks accuracy`: MEYE (real, labelled), the virtual eye, the ETVR clips."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from app.camera.base import GrayImage
+from app.camera.virtual_eye import PRESETS, EyeGroundTruth, GazeScript, render_eye
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MEYE_DIR = SHARED_DATA / "meye-human-nir"
+CLIPS_DIR = SHARED_DATA / "etvr-toolbox-ir-videos"
+
+
+@dataclass(frozen=True, slots=True)
+class MeyeFrame:
+    name: str
+    gray: GrayImage
+    subject: int
+    blink: bool
+    centroid: tuple[float, float] | None  # mask centroid; None when the mask is empty
+
+
+def load_meye(every: int = 1) -> list[MeyeFrame]:
+    """MEYE human frames in (subject, file name) order; `every` keeps one frame in that many."""
+    if not MEYE_DIR.is_dir():
+        return []
+    with (MEYE_DIR / "annotations_human_subset.csv").open() as handle:
+        subjects = {row["filename"]: int(row["sub"]) for row in csv.DictReader(handle)}
+    with (MEYE_DIR / "pupil_from_masks.csv").open() as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda r: (subjects[r["filename"]], r["filename"]))
+    frames = []
+    for row in rows[::every]:
+        image = cv2.imread(str(MEYE_DIR / "images" / row["filename"]), cv2.IMREAD_GRAYSCALE)
+        if image is None:
+            continue
+        gray: GrayImage = np.asarray(image, np.uint8)
+        cx, cy = float(row["centroid_x"]), float(row["centroid_y"])
+        centroid = (cx, cy) if cx >= 0 and cy >= 0 else None
+        frames.append(MeyeFrame(row["filename"], gray, subjects[row["filename"]], row["blink"] == "1", centroid))
+    return frames
+
+
+def synthetic_frames(preset_name: str, count: int, seed: int = 7) -> Iterator[tuple[float, GrayImage, EyeGroundTruth]]:
+    """`count` consecutive frames of the scripted virtual eye at the preset's frame rate (fixed seed)."""
+    preset = PRESETS[preset_name]
+    script = GazeScript(seed)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        ts = index / preset.fps
+        gray, truth = render_eye(script.state_at(ts), preset, rng)
+        yield ts, gray, truth
+
+
+def clip_paths() -> list[Path]:
+    if not CLIPS_DIR.is_dir():
+        return []
+    return sorted(p for p in CLIPS_DIR.iterdir() if p.suffix.lower() in (".mp4", ".avi"))
+
+
+def read_clip(path: Path, max_frames: int) -> Iterator[tuple[float, GrayImage]]:
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
+    index = 0
+    try:
+        while index < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            yield index / fps, np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), np.uint8)
+            index += 1
+    finally:
+        capture.release()

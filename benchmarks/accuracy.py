@@ -1,0 +1,225 @@
+"""Tracking accuracy and speed: `python build.py bench accuracy [--quick]`.
+
+Pupil centre error on MEYE (real near-IR eyes, hand-labelled masks: error against the mask centroid,
+frames with blink=1 or an empty mask left out), each algorithm alone on single frames and the default
+pipeline run per subject in file-name order (which also gives blink precision/recall/F1 against MEYE's
+blink flags); the same on fixed-seed synthetic sets from the virtual eye (easy, hard) with openness,
+widen and squeeze errors; frame-to-frame jitter and lost-track streaks on the unlabelled ETVR clips; and
+the dev-only reference detectors on the same frames when they are installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from app.camera.base import GrayImage
+from app.config.models import AlgorithmConfig, AlgorithmName, TrackerConfig
+from app.tracking.pipeline import EyePipeline
+from app.tracking.pupil.tracker import PupilTracker
+from benchmarks._accuracy_refs import reference_detectors
+from benchmarks._accuracy_sets import MEYE_DIR, clip_paths, load_meye, read_clip, synthetic_frames
+
+ALGORITHMS = [AlgorithmName.HSRAC, AlgorithmName.RANSAC, AlgorithmName.AHSF, AlgorithmName.HSF, AlgorithmName.BLOB]
+PIPELINE = "pipeline (default)"
+
+
+@dataclass
+class Scores:
+    errors_px: list[float] = field(default_factory=list)
+    times_ms: list[float] = field(default_factory=list)
+    blink_tp: int = 0
+    blink_fp: int = 0
+    blink_fn: int = 0
+
+    def add_blink(self, predicted: bool, truth: bool) -> None:
+        self.blink_tp += predicted and truth
+        self.blink_fp += predicted and not truth
+        self.blink_fn += (not predicted) and truth
+
+    def row(self, name: str, blink: bool = False) -> str:
+        errors = np.asarray(self.errors_px) if self.errors_px else np.asarray([np.inf])
+        text = (
+            f"  {name:22s} n={len(self.errors_px):5d}  <=1px {np.mean(errors <= 1.0):6.3f}  "
+            f"<=2px {np.mean(errors <= 2.0):6.3f}  <=2.5px {np.mean(errors <= 2.5):6.3f}  "
+            f"median {np.median(errors):6.2f}px  {np.median(self.times_ms) if self.times_ms else 0.0:5.2f} ms/frame"
+        )
+        if blink:
+            precision = self.blink_tp / max(self.blink_tp + self.blink_fp, 1)
+            recall = self.blink_tp / max(self.blink_tp + self.blink_fn, 1)
+            f1 = 2 * precision * recall / max(precision + recall, 1e-9)
+            text += f"  blink P {precision:.3f} R {recall:.3f} F1 {f1:.3f}"
+        return text
+
+
+def _error(found: tuple[float, float] | None, truth: tuple[float, float]) -> float:
+    return float("inf") if found is None else float(np.hypot(found[0] - truth[0], found[1] - truth[1]))
+
+
+def _timed(
+    detect: Callable[[GrayImage], tuple[float, float] | None], gray: GrayImage, scores: Scores
+) -> tuple[float, float] | None:
+    start = time.perf_counter()
+    found = detect(gray)
+    scores.times_ms.append((time.perf_counter() - start) * 1e3)
+    return found
+
+
+def _single_frame(name: AlgorithmName) -> Callable[[GrayImage], tuple[float, float] | None]:
+    config = AlgorithmConfig(algorithm_order=[name])
+    tracker = PupilTracker(config)
+
+    def detect(gray: GrayImage) -> tuple[float, float] | None:
+        tracker.reset()
+        result = tracker.detect(gray)
+        return (result.x, result.y) if result.confidence >= config.confidence_threshold else None
+
+    return detect
+
+
+def bench_meye(every: int) -> None:
+    frames = load_meye(every)
+    if not frames:
+        print(f"MEYE: skipped (no data at {MEYE_DIR})")
+        return
+    labelled = [f for f in frames if f.centroid is not None and not f.blink]
+    print(f"MEYE human near-IR, 128x128: {len(labelled)} labelled open-eye frames of {len(frames)} (all subjects)")
+    for name in ALGORITHMS:
+        scores = Scores()
+        detect = _single_frame(name)
+        for frame in labelled:
+            assert frame.centroid is not None
+            scores.errors_px.append(_error(_timed(detect, frame.gray, scores), frame.centroid))
+        print(scores.row(name.value))
+    scores = Scores()
+    pipeline: EyePipeline | None = None
+    subject = -1
+    for index, frame in enumerate(frames):
+        if frame.subject != subject or pipeline is None:
+            pipeline, subject = EyePipeline(TrackerConfig()), frame.subject
+        start = time.perf_counter()
+        result = pipeline.process(frame.gray, index / 30.0)
+        scores.times_ms.append((time.perf_counter() - start) * 1e3)
+        scores.add_blink(result.blink, frame.blink or frame.centroid is None)
+        if frame.centroid is not None and not frame.blink:
+            found = (result.pupil.x, result.pupil.y) if result.pupil.confidence >= 0.5 else None
+            scores.errors_px.append(_error(found, frame.centroid))
+    print(scores.row(PIPELINE, blink=True))
+    for ref_name, ref in reference_detectors().items():
+        if ref is None:
+            print(f"  {ref_name:22s} not installed")
+            continue
+        scores = Scores()
+        for frame in labelled:
+            assert frame.centroid is not None
+            scores.errors_px.append(_error(_timed(ref, frame.gray, scores), frame.centroid))
+        print(scores.row(ref_name))
+
+
+def bench_synthetic(preset: str, count: int) -> None:
+    frames = list(synthetic_frames(preset, count))
+    height, width = frames[0][1].shape
+    print(f"virtual eye '{preset}', {width}x{height}, {count} frames (seed 7)")
+    pipeline = EyePipeline(TrackerConfig())
+    scores = Scores()
+    openness_errors, widen_errors, squeeze_errors, relaxed_errors = [], [], [], []
+    for ts, gray, truth in frames:
+        start = time.perf_counter()
+        result = pipeline.process(gray, ts)
+        scores.times_ms.append((time.perf_counter() - start) * 1e3)
+        scores.add_blink(result.blink, truth.blink)
+        state = truth.state
+        if truth.pupil_visible_fraction >= 0.6:
+            found = (result.pupil.x, result.pupil.y) if result.pupil.confidence >= 0.5 else None
+            scores.errors_px.append(_error(found, (truth.pupil_x, truth.pupil_y)))
+        openness_errors.append(abs(result.openness - state.openness))
+        widen_errors.append(abs(result.widen - state.widen))
+        squeeze_errors.append(abs(result.squeeze - state.squeeze))
+        if state.openness >= 0.95 and state.widen < 0.05 and state.squeeze < 0.05:
+            relaxed_errors.append(max(result.widen, result.squeeze))
+    print(scores.row(PIPELINE, blink=True))
+    print(
+        f"  openness MAE {np.mean(openness_errors):.3f}  widen MAE {np.mean(widen_errors):.3f}  "
+        f"squeeze MAE {np.mean(squeeze_errors):.3f}  relaxed-open widen/squeeze MAE "
+        f"{np.mean(relaxed_errors) if relaxed_errors else float('nan'):.3f}"
+    )
+    for name in ALGORITHMS:
+        algorithm_scores = Scores()
+        detect = _single_frame(name)
+        for _, gray, truth in frames:
+            if truth.pupil_visible_fraction >= 0.6:
+                found = _timed(detect, gray, algorithm_scores)
+                algorithm_scores.errors_px.append(_error(found, (truth.pupil_x, truth.pupil_y)))
+        print(algorithm_scores.row(name.value))
+
+
+def bench_clips(max_frames: int) -> None:
+    paths = clip_paths()
+    if not paths:
+        print("ETVR clips: skipped (no data)")
+        return
+    print("ETVR toolbox clips (unlabelled): jitter = median frame-to-frame pupil move while found")
+    for path in paths:
+        pipeline = EyePipeline(TrackerConfig())
+        moves, times_ms = [], []
+        found_flags: list[bool] = []
+        last: tuple[float, float] | None = None
+        for ts, gray in read_clip(path, max_frames):
+            start = time.perf_counter()
+            result = pipeline.process(gray, ts)
+            times_ms.append((time.perf_counter() - start) * 1e3)
+            found = result.pupil.confidence >= 0.5
+            found_flags.append(found or result.blink)
+            here = (result.pupil.x, result.pupil.y) if found else None
+            if here is not None and last is not None:
+                moves.append(float(np.hypot(here[0] - last[0], here[1] - last[1])))
+            last = here
+        streaks, run = [], 0
+        for ok in [*found_flags, True]:
+            if ok:
+                if run:
+                    streaks.append(run)
+                run = 0
+            else:
+                run += 1
+        lost = 1.0 - float(np.mean(found_flags)) if found_flags else 0.0
+        print(
+            f"  {path.name:26s} frames {len(found_flags):5d}  "
+            f"jitter {np.median(moves) if moves else float('nan'):5.2f}px  "
+            f"lost (no pupil, no blink) {lost:6.3f}  streaks>5 {sum(s > 5 for s in streaks):3d}  "
+            f"longest {max(streaks, default=0):4d}  {np.median(times_ms):5.2f} ms/frame"
+        )
+
+
+def bench_speed(count: int) -> None:
+    """Default pipeline on 240x240 frames, one core (cv2 single-threaded, as in the worker)."""
+    cv2.setNumThreads(1)
+    frames = list(synthetic_frames("default", count, seed=3))
+    pipeline = EyePipeline(TrackerConfig())
+    times_ms = []
+    for ts, gray, _ in frames:
+        start = time.perf_counter()
+        pipeline.process(gray, ts)
+        times_ms.append((time.perf_counter() - start) * 1e3)
+    print(
+        f"speed: default pipeline, 240x240 virtual eye, one thread: median {np.median(times_ms):.2f} ms/frame, "
+        f"p95 {np.percentile(times_ms, 95):.2f} ms"
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench accuracy", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small subsets (a smoke test of a few seconds)")
+    args = parser.parse_args(argv)
+    cv2.setNumThreads(1)
+    bench_meye(every=40 if args.quick else 1)
+    for preset in ("easy", "hard"):
+        bench_synthetic(preset, 40 if args.quick else 900)
+    bench_clips(30 if args.quick else 100_000)
+    bench_speed(30 if args.quick else 600)
+    return 0
