@@ -1,0 +1,200 @@
+"""Every real camera source against a real counterpart: HTTP on loopback, a pty serial line, video files."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Protocol, TypeVar
+
+import pytest
+
+from app.camera.base import CapturedFrame, FrameSource, SourceError
+from app.camera.mjpeg_http import MjpegHttpSource, forget_resolved_host, resolve_host
+from tests.fakes.jpeg import frame_index_of, make_jpegs
+from tests.fakes.openiris_http import FakeOpenIrisHttpServer, MdnsAdvertisement, StreamFaults
+
+JPEGS = make_jpegs(64)
+FrameSourceT = TypeVar("FrameSourceT", bound=FrameSource)
+
+
+def _read_frames(source: FrameSource, count: int, timeout_s: float = 2.0) -> list[CapturedFrame]:
+    frames: list[CapturedFrame] = []
+    while len(frames) < count:
+        frame = source.read(timeout_s)
+        assert frame is not None, f"no frame within {timeout_s} s after {len(frames)} frames"
+        frames.append(frame)
+    return frames
+
+
+class Tracker(Protocol):
+    def __call__(self, source: FrameSourceT, /) -> FrameSourceT: ...
+
+
+@pytest.fixture
+def track() -> Iterator[Tracker]:
+    """Register a source to be closed after the test, whatever happens in it."""
+    sources: list[FrameSource] = []
+
+    def register(source: FrameSourceT) -> FrameSourceT:
+        sources.append(source)
+        return source
+
+    yield register
+    for source in sources:
+        source.close()
+
+
+def _assert_counters_balance(source: MjpegHttpSource) -> None:
+    c = source.counters
+    assert c.received == c.decoded + c.corrupt + source.dropped_stale
+
+
+@pytest.fixture
+def camera() -> Iterator[FakeOpenIrisHttpServer]:
+    with FakeOpenIrisHttpServer(JPEGS, fps=200) as server:
+        yield server
+
+
+# --- OpenIris Wi-Fi (MJPEG over HTTP) ---
+
+
+def test_http_reads_openiris_stream_in_order(camera: FakeOpenIrisHttpServer, track: Tracker) -> None:
+    source = track(MjpegHttpSource(camera.url))
+    source.open()
+    try:
+        frames = _read_frames(source, 12)
+    finally:
+        source.close()
+    assert [frame_index_of(f.gray) for f in frames] == list(range(12))
+    assert all(f.gray.shape == (240, 240) and f.gray.dtype.name == "uint8" for f in frames)
+    stamps = [f.capture_ts for f in frames]
+    assert stamps == sorted(stamps) and stamps[-1] <= time.monotonic()
+    assert source.last_device_ts_s is not None and source.last_device_ts_s > 1e9
+    assert source.counters.decoded == 12 and source.counters.corrupt == 0
+    _assert_counters_balance(source)
+
+
+def test_http_raw_multipart_without_content_length(track: Tracker) -> None:
+    faults = StreamFaults(chunked=False, content_length=False, timestamp=False)
+    with FakeOpenIrisHttpServer(JPEGS, fps=200, faults=faults) as server:
+        source = track(MjpegHttpSource(server.url))
+        source.open()
+        frames = _read_frames(source, 8)
+        source.close()
+    # Without Content-Length a part ends at the next boundary, so every frame still arrives whole.
+    indices = [frame_index_of(f.gray) for f in frames]
+    assert indices == sorted(indices) and len(set(indices)) == 8
+    assert source.last_device_ts_s is None
+    assert source.counters.corrupt == 0
+
+
+@pytest.mark.parametrize(
+    ("faults", "bad_index"),
+    [
+        (StreamFaults(corrupt_every=3), lambda i: i % 3 == 2),
+        (StreamFaults(wrong_length_every=2), lambda i: i % 2 == 1),
+        (StreamFaults(truncate_every=3), lambda i: i % 3 == 2),
+        (StreamFaults(truncate_every=3, content_length=False), lambda i: i % 3 == 2),
+    ],
+    ids=["undecodable", "wrong-content-length", "truncated", "truncated-no-length"],
+)
+def test_http_bad_frames_are_dropped_and_counted(
+    faults: StreamFaults, bad_index: Callable[[int], bool], track: Tracker
+) -> None:
+    with FakeOpenIrisHttpServer(JPEGS, fps=200, faults=faults) as server:
+        source = track(MjpegHttpSource(server.url))
+        source.open()
+        frames = _read_frames(source, 10)
+        source.close()
+    indices = [frame_index_of(f.gray) for f in frames]
+    assert not any(bad_index(i) for i in indices), indices
+    assert indices == sorted(indices)
+    assert source.counters.corrupt >= 3
+    _assert_counters_balance(source)
+
+
+def test_http_read_returns_none_on_timeout_then_raises_on_stall(track: Tracker) -> None:
+    with FakeOpenIrisHttpServer(JPEGS, fps=200, faults=StreamFaults(stall_after_frames=2)) as server:
+        source = track(MjpegHttpSource(server.url, stall_timeout_s=0.4))
+        source.open()
+        _read_frames(source, 2)
+        started = time.monotonic()
+        assert source.read(0.1) is None
+        assert 0.08 <= time.monotonic() - started < 0.3
+        with pytest.raises(SourceError, match="stalled"):
+            source.read(5.0)
+        assert time.monotonic() - started < 0.8
+        source.close()
+
+
+def test_http_early_close_delivers_what_arrived_then_raises(track: Tracker) -> None:
+    with FakeOpenIrisHttpServer(JPEGS, fps=0, faults=StreamFaults(close_after_frames=3)) as server:
+        source = track(MjpegHttpSource(server.url))
+        source.open()
+        time.sleep(0.1)  # all three frames and the close are waiting in the socket
+        frame = source.read(1.0)
+        assert frame is not None and frame_index_of(frame.gray) == 2
+        assert source.dropped_stale == 2
+        with pytest.raises(SourceError, match="closed"):
+            source.read(1.0)
+        source.close()
+
+
+def test_http_reconnects_after_the_camera_comes_back(camera: FakeOpenIrisHttpServer, track: Tracker) -> None:
+    source = track(MjpegHttpSource(camera.url, connect_timeout_s=1.0))
+    source.open()
+    _read_frames(source, 3)
+    camera.stop()
+    with pytest.raises(SourceError):
+        _read_frames(source, 100)
+    source.close()
+    with pytest.raises(SourceError, match="cannot connect"):
+        source.open()
+    camera.start()
+    source.open()
+    frames = _read_frames(source, 3)
+    source.close()
+    assert camera.connections == 2
+    assert frame_index_of(frames[-1].gray) > 3
+
+
+def test_http_silent_server_and_http_errors_fail_open(track: Tracker) -> None:
+    with FakeOpenIrisHttpServer(JPEGS, faults=StreamFaults(silent=True)) as server:
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="no HTTP response"):
+            track(MjpegHttpSource(server.url, connect_timeout_s=0.3)).open()
+        assert time.monotonic() - started < 1.0
+        server.faults = StreamFaults(status=503)
+        with pytest.raises(SourceError, match="HTTP 503"):
+            track(MjpegHttpSource(server.url)).open()
+
+
+def test_http_slow_reader_gets_the_newest_frame_not_a_backlog(track: Tracker) -> None:
+    with FakeOpenIrisHttpServer(JPEGS, fps=250) as server:
+        source = track(MjpegHttpSource(server.url))
+        source.open()
+        lags: list[int] = []
+        for _ in range(5):
+            time.sleep(0.1)  # a reader slower than the camera
+            frame = source.read(1.0)
+            assert frame is not None
+            # The fake cycles through 64 frames, so the index is known modulo 64.
+            lags.append((server.frames_sent - 1 - frame_index_of(frame.gray)) % len(JPEGS))
+        source.close()
+    assert source.dropped_stale >= 50
+    assert all(lag <= 3 for lag in lags), lags
+    _assert_counters_balance(source)
+
+
+def test_http_resolves_local_names_over_mdns(camera: FakeOpenIrisHttpServer, track: Tracker) -> None:
+    name = f"etvr-test-{uuid.uuid4().hex[:8]}"
+    with MdnsAdvertisement(name, camera.port):
+        assert resolve_host(f"{name}.local", camera.port, mdns_interfaces=["127.0.0.1"]) == "127.0.0.1"
+        source = track(MjpegHttpSource(f"http://{name}.local:{camera.port}/", mdns_interfaces=["127.0.0.1"]))
+        source.open()
+        assert len(_read_frames(source, 2)) == 2
+        source.close()
+    forget_resolved_host(f"{name}.local")
+    with pytest.raises(SourceError, match="not found"):
+        resolve_host(f"{name}-gone.local", 80, timeout_s=0.3, mdns_interfaces=["127.0.0.1"])
