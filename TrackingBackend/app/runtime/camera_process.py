@@ -12,14 +12,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from app.camera.base import FrameSource, SourceError
 from app.config.models import CameraConfig, EtvrConfig
 from app.runtime.frames import FrameTooLargeError, FrameWriter, SharedFrameStore
-from app.runtime.worker import StatusPublisher, WorkerProcess
+from app.runtime.worker import WorkerProcess
+from app.runtime.worker_host import StatusPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -145,45 +144,35 @@ def open_configured_source(camera: CameraConfig) -> FrameSource:
     return open_source(camera.capture_source, serial_baud=camera.serial_baud)
 
 
-class CameraProcess(WorkerProcess):
-    kind = "camera"
-
-    def __init__(
-        self,
-        tracker_uuid: str,
-        config_path: Path,
-        stop_flag: Any,
-        status: Any,
-        uplink: Connection,
-        frame_store_name: str,
-        frame_slots: int,
-        max_frame_bytes: int,
-        frames_tx: Connection,
-    ) -> None:
-        super().__init__(tracker_uuid, config_path, stop_flag, status, uplink)
-        self.frame_store_name = frame_store_name
-        self.frame_slots = frame_slots
-        self.max_frame_bytes = max_frame_bytes
-        self.frames_tx = frames_tx
+class CameraShell:
+    def __init__(self, process: WorkerProcess, status: StatusPublisher, config: EtvrConfig) -> None:
+        self.process = process
+        self.status = status
+        tracker = config.tracker(process.tracker_uuid)
+        if tracker is None:
+            raise RuntimeError(f"tracker {process.tracker_uuid} is not in the config")
+        self.control = CameraLoopControl(tracker.camera)
 
     def main(self, config: EtvrConfig) -> None:
         import cv2
 
         cv2.setNumThreads(1)
-        tracker = config.tracker(self.tracker_uuid)
-        if tracker is None:
-            raise RuntimeError(f"tracker {self.tracker_uuid} is not in the config")
-        self.control = CameraLoopControl(tracker.camera)
-        store = SharedFrameStore(self.frame_store_name, self.frame_slots, self.max_frame_bytes)
-        writer = FrameWriter(store, self.frames_tx)
+        channels = self.process.channels
+        store = SharedFrameStore(channels["frame_store_name"], channels["frame_slots"], channels["max_frame_bytes"])
+        writer = FrameWriter(store, channels["frames_tx"])
+        stop_flag = self.process.stop_flag
         try:
-            run_camera_loop(self.control, open_configured_source, writer, self.stopping, self.status)
+            run_camera_loop(self.control, open_configured_source, writer, lambda: bool(stop_flag.value), self.status)
         finally:
             del writer
             store.close()
 
     def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
-        tracker = config.tracker(self.tracker_uuid)
-        control: CameraLoopControl | None = getattr(self, "control", None)
-        if tracker is not None and control is not None and f"tracker:{self.tracker_uuid}:camera" in sections:
-            control.update(tracker.camera)
+        uuid = self.process.tracker_uuid
+        tracker = config.tracker(uuid)
+        if tracker is not None and f"tracker:{uuid}:camera" in sections:
+            self.control.update(tracker.camera)
+
+
+def build_shell(process: WorkerProcess, status: StatusPublisher, config: EtvrConfig) -> CameraShell:
+    return CameraShell(process, status, config)

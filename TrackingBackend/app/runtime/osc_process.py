@@ -8,13 +8,12 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
 from app.osc.compose import EyeSample, compose_v1, fresh_eyes
 from app.runtime.results import ResultBoard, unpack_result
-from app.runtime.worker import StatusPublisher, WorkerProcess
+from app.runtime.worker import WorkerProcess
+from app.runtime.worker_host import StatusPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -92,46 +91,38 @@ def run_osc_loop(
         )
 
 
-class OscProcess(WorkerProcess):
-    kind = "osc"
-
-    def __init__(
-        self,
-        tracker_uuid: str,
-        config_path: Path,
-        stop_flag: Any,
-        status: Any,
-        uplink: Connection,
-        results_rx: Connection,
-        position: TrackerPosition,
-        other_slots: dict[TrackerPosition, int],
-        board: ResultBoard,
-    ) -> None:
-        super().__init__(tracker_uuid, config_path, stop_flag, status, uplink)
-        self.results_rx = results_rx
-        self.position = position
-        self.other_slots = other_slots
-        self.board = board
+class OscShell:
+    def __init__(self, process: WorkerProcess, status: StatusPublisher, config: EtvrConfig) -> None:
+        self.process = process
+        self.status = status
+        self.settings = OscSettings(config.osc)
 
     def main(self, config: EtvrConfig) -> None:
-        self.settings = OscSettings(config.osc)
+        channels = self.process.channels
         sender = UdpSender()
+        board = ResultBoard(channels["board"])
+        stop_flag = self.process.stop_flag
         self.status.set(push=True, state="waiting_for_results")
         try:
+            position = TrackerPosition(channels["position"])
+            others = {TrackerPosition(name): slot for name, slot in channels["other_slots"].items()}
             run_osc_loop(
                 self.settings,
-                self.results_rx,
-                self.position,
-                self.other_slots,
-                self.board,
+                channels["results_rx"],
+                position,
+                others,
+                board,
                 sender,
-                self.stopping,
+                lambda: bool(stop_flag.value),
                 self.status,
             )
         finally:
             sender.close()
 
     def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
-        settings: OscSettings | None = getattr(self, "settings", None)
-        if settings is not None and "osc" in sections:
-            settings.config = config.osc
+        if "osc" in sections:
+            self.settings.config = config.osc
+
+
+def build_shell(process: WorkerProcess, status: StatusPublisher, config: EtvrConfig) -> OscShell:
+    return OscShell(process, status, config)

@@ -19,12 +19,9 @@ from typing import Any
 
 from app.config.models import EtvrConfig, TrackerConfig, TrackerPosition
 from app.config.store import ConfigStore
-from app.runtime.camera_process import CameraProcess
 from app.runtime.frames import DEFAULT_MAX_FRAME_BYTES, DEFAULT_SLOTS, SharedFrameStore
 from app.runtime.logs import UplinkReader
-from app.runtime.osc_process import OscProcess
 from app.runtime.results import ResultBoard
-from app.runtime.tracker_process import TrackerProcess
 from app.runtime.worker import SPAWN, WorkerProcess, new_stop_flag, watch_parent
 
 logger = logging.getLogger(__name__)
@@ -242,29 +239,30 @@ class Supervisor:
         return rt
 
     def _make_process(self, rt: TrackerRuntime, kind: str, uplink: Connection) -> WorkerProcess:
-        common = (rt.uuid, self.config_path, rt.stop_flag, self.status, uplink)
+        store = rt.frame_store
+        ring = {"frame_store_name": store.name, "frame_slots": store.slots, "max_frame_bytes": store.max_frame_bytes}
+        channels: dict[str, Any]
         if kind == "camera":
-            return CameraProcess(
-                *common,
-                rt.frame_store.name,
-                rt.frame_store.slots,
-                rt.frame_store.max_frame_bytes,
-                rt.frames_tx,
-            )
-        if kind == "tracker":
-            return TrackerProcess(
-                *common,
-                rt.frame_store.name,
-                rt.frame_store.slots,
-                rt.frame_store.max_frame_bytes,
-                rt.frames_rx,
-                rt.results_tx,
-                rt.commands_rx,
-                self.board,
-                rt.board_slot,
-            )
-        others = {pos: BOARD_SLOTS[pos] for pos in EYE_POSITIONS if pos != rt.tracker.tracker_position}
-        return OscProcess(*common, rt.results_rx, rt.tracker.tracker_position, others, self.board)
+            channels = {**ring, "frames_tx": rt.frames_tx}
+        elif kind == "tracker":
+            channels = {
+                **ring,
+                "frames_rx": rt.frames_rx,
+                "results_tx": rt.results_tx,
+                "commands_rx": rt.commands_rx,
+                "board": self.board.shared,
+                "board_slot": rt.board_slot,
+            }
+        else:
+            # Plain strings: a child unpickles these before its heavy imports (see worker.py).
+            others = {pos.value: BOARD_SLOTS[pos] for pos in EYE_POSITIONS if pos != rt.tracker.tracker_position}
+            channels = {
+                "results_rx": rt.results_rx,
+                "position": rt.tracker.tracker_position.value,
+                "other_slots": others,
+                "board": self.board.shared,
+            }
+        return WorkerProcess(kind, rt.uuid, self.config_path, rt.stop_flag, self.status, uplink, channels)
 
     def _spawn(self, rt: TrackerRuntime, slot: ProcessSlot) -> None:
         uplink_rx, uplink_tx = SPAWN.Pipe(duplex=False)

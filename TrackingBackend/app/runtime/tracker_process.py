@@ -11,15 +11,14 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from pathlib import Path
-from typing import Any
 
 from app.config.models import EtvrConfig, TrackerConfig
 from app.runtime.camera_process import FpsMeter
 from app.runtime.frames import FrameReader, SharedFrameStore, make_nonblocking
 from app.runtime.logs import send_event
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
-from app.runtime.worker import StatusPublisher, WorkerProcess
+from app.runtime.worker import WorkerProcess
+from app.runtime.worker_host import StatusPublisher
 from app.tracking.pipeline import EyePipeline
 
 logger = logging.getLogger(__name__)
@@ -108,68 +107,48 @@ def run_tracker_loop(
         )
 
 
-class TrackerProcess(WorkerProcess):
-    kind = "tracker"
-
-    def __init__(
-        self,
-        tracker_uuid: str,
-        config_path: Path,
-        stop_flag: Any,
-        status: Any,
-        uplink: Connection,
-        frame_store_name: str,
-        frame_slots: int,
-        max_frame_bytes: int,
-        frames_rx: Connection,
-        results_tx: Connection,
-        commands_rx: Connection,
-        board: ResultBoard,
-        board_slot: int,
-    ) -> None:
-        super().__init__(tracker_uuid, config_path, stop_flag, status, uplink)
-        self.frame_store_name = frame_store_name
-        self.frame_slots = frame_slots
-        self.max_frame_bytes = max_frame_bytes
-        self.frames_rx = frames_rx
-        self.results_tx = results_tx
-        self.commands_rx = commands_rx
-        self.board = board
-        self.board_slot = board_slot
+class TrackerShell:
+    def __init__(self, process: WorkerProcess, status: StatusPublisher, config: EtvrConfig) -> None:
+        self.process = process
+        self.status = status
+        tracker = config.tracker(process.tracker_uuid)
+        if tracker is None:
+            raise RuntimeError(f"tracker {process.tracker_uuid} is not in the config")
+        self.holder = PipelineHolder(tracker)
 
     def main(self, config: EtvrConfig) -> None:
         import cv2
 
         cv2.setNumThreads(1)
-        tracker = config.tracker(self.tracker_uuid)
-        if tracker is None:
-            raise RuntimeError(f"tracker {self.tracker_uuid} is not in the config")
-        self.holder = PipelineHolder(tracker)
-        store = SharedFrameStore(self.frame_store_name, self.frame_slots, self.max_frame_bytes)
-        reader = FrameReader(store, self.frames_rx)
+        channels = self.process.channels
+        store = SharedFrameStore(channels["frame_store_name"], channels["frame_slots"], channels["max_frame_bytes"])
+        reader = FrameReader(store, channels["frames_rx"])
+        board = ResultBoard(channels["board"])
+        stop_flag = self.process.stop_flag
         self.status.set(push=True, state="waiting_for_frames")
         try:
             run_tracker_loop(
                 self.holder,
                 reader,
-                self.results_tx,
-                self.commands_rx,
-                self.board,
-                self.board_slot,
-                self.stopping,
+                channels["results_tx"],
+                channels["commands_rx"],
+                board,
+                channels["board_slot"],
+                lambda: bool(stop_flag.value),
                 self.status,
-                self.uplink,
-                self.tracker_uuid,
+                self.process.uplink,
+                self.process.tracker_uuid,
             )
         finally:
             del reader
             store.close()
 
     def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
-        tracker = config.tracker(self.tracker_uuid)
-        holder: PipelineHolder | None = getattr(self, "holder", None)
-        if tracker is None or holder is None:
-            return
-        prefix = f"tracker:{self.tracker_uuid}:"
-        if any(section.startswith(prefix) for section in sections):
-            holder.request_update(tracker)
+        uuid = self.process.tracker_uuid
+        tracker = config.tracker(uuid)
+        if tracker is not None and any(section.startswith(f"tracker:{uuid}:") for section in sections):
+            self.holder.request_update(tracker)
+
+
+def build_shell(process: WorkerProcess, status: StatusPublisher, config: EtvrConfig) -> TrackerShell:
+    return TrackerShell(process, status, config)

@@ -1,0 +1,99 @@
+"""Worker processes: restarted when they die, stopped within bounds, never outliving the main process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support.service import Service, wait_until
+
+TWO_IDLE_TRACKERS = {
+    "trackers": [
+        {"tracker_position": "LEFT_EYE", "name": "L", "camera": {"capture_source": ""}},
+        {"tracker_position": "RIGHT_EYE", "name": "R", "camera": {"capture_source": ""}},
+    ]
+}
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    with Service(tmp_path / "tracker-config.json") as running:
+        assert running.post("/etvr/config", json=TWO_IDLE_TRACKERS).status_code == 200
+        yield running
+
+
+def worker_pids(service: Service) -> dict[str, int]:
+    pids = {}
+    for tracker in service.get("/etvr/trackers/status").json():
+        for kind, info in tracker["processes"].items():
+            if info["pid"]:
+                pids[f"{tracker['name']}:{kind}"] = info["pid"]
+    return pids
+
+
+def alive(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_start_spawns_three_workers_per_tracker_and_stop_ends_them(service: Service) -> None:
+    assert service.get("/etvr/start").json() is True
+    pids = worker_pids(service)
+    assert len(pids) == 6 and len(set(pids.values())) == 6
+    assert wait_until(
+        lambda: all(
+            p["state"] != "starting"
+            for t in service.get("/etvr/trackers/status").json()
+            for p in t["processes"].values()
+        ),
+        10.0,
+    )
+    started = time.monotonic()
+    assert service.get("/etvr/stop").json() is True
+    assert time.monotonic() - started < 3.0
+    assert alive(list(pids.values())) == []
+
+
+def test_killed_worker_is_restarted_within_a_second(service: Service) -> None:
+    service.get("/etvr/start")
+    for kind in ("camera", "tracker", "osc"):
+        old = worker_pids(service)[f"L:{kind}"]
+        os.kill(old, signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def restarted(old_pid: int = old, k: str = kind) -> bool:
+            left = service.get("/etvr/trackers/status").json()[0]["processes"][k]
+            return bool(left["alive"] and left["pid"] != old_pid and left["restarts"] >= 1)
+
+        assert wait_until(restarted, 5.0, 0.02), f"{kind} was not restarted"
+        assert time.monotonic() - killed_at < 1.0 + 0.5  # restart budget plus polling slack
+    assert worker_pids(service)["R:camera"], "the other tracker is untouched"
+
+
+def test_kill_9_of_the_main_process_leaves_no_orphan(service: Service) -> None:
+    service.get("/etvr/start")
+    assert len(worker_pids(service)) == 6
+    descendants = [p.pid for p in service.descendants()]
+    assert len(descendants) >= 7  # six workers, the manager, the shared-memory resource tracker
+    assert service.process is not None
+    os.kill(service.process.pid, signal.SIGKILL)
+    service.process.wait(5)
+    assert wait_until(lambda: not alive(descendants), 3.0), f"orphans left: {alive(descendants)}"
+
+
+def test_sigterm_stops_cleanly_within_3_s(service: Service) -> None:
+    service.get("/etvr/start")
+    descendants = [p.pid for p in service.descendants()]
+    assert service.process is not None
+    started = time.monotonic()
+    service.process.send_signal(signal.SIGTERM)
+    # uvicorn re-raises the signal after its graceful shutdown, so the exit status names SIGTERM.
+    assert service.process.wait(5) in (0, -signal.SIGTERM)
+    assert time.monotonic() - started < 3.0
+    assert "tracker L stopped" in service.log() and "app.api.app: stopped" in service.log()
+    assert wait_until(lambda: not alive(descendants), 1.0), f"left: {alive(descendants)}"
