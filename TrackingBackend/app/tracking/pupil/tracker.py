@@ -32,6 +32,7 @@ SURE_CONFIDENCE = 0.95
 TRACK_WINDOW_RADII = 3.0
 # The inner square of the Haar feature sits inside the pupil: its half-size is about this x the radius.
 HAAR_TO_PUPIL_RADIUS = 1.15
+HSF_RADIUS_FACTORS = (0.7, 0.85, 1.0, 1.2, 1.4)
 UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
 
 
@@ -131,11 +132,15 @@ def run_on_candidate(name: AlgorithmName, gray: GrayU8, candidate: Candidate) ->
 
 
 def haar_circle(gray: GrayU8, candidate: Candidate, algorithm: str) -> PupilResult:
-    """The Haar hit itself as a circle; confidence from its outline contrast."""
-    diameter = 2.0 * candidate.radius_px * HAAR_TO_PUPIL_RADIUS
-    ellipse = ((candidate.x, candidate.y), (diameter, diameter), 0.0)
-    confidence = outline_confidence(gray, ellipse)
-    return PupilResult(candidate.x, candidate.y, diameter, diameter, 0.0, confidence, algorithm)
+    """The Haar hit itself as a circle; the radius (coarse: the search's radius steps) whose outline contrasts best."""
+    best = PupilResult.none(algorithm)
+    for factor in HSF_RADIUS_FACTORS:
+        diameter = 2.0 * candidate.radius_px * HAAR_TO_PUPIL_RADIUS * factor
+        ellipse = ((candidate.x, candidate.y), (diameter, diameter), 0.0)
+        confidence = outline_confidence(gray, ellipse)
+        if confidence > best.confidence:
+            best = PupilResult(candidate.x, candidate.y, diameter, diameter, 0.0, confidence, algorithm)
+    return best
 
 
 def dark_centroid(gray: GrayU8, candidate: Candidate, algorithm: str) -> PupilResult:

@@ -1,0 +1,108 @@
+"""Pupil algorithms against simple synthetic eyes drawn with cv2 (exact ground truth)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from app.camera.base import GrayImage
+from app.config.models import AlgorithmConfig, AlgorithmName
+from app.tracking.pupil.tracker import PupilTracker
+
+
+def draw_eye(
+    cx: float = 120.0, cy: float = 115.0, pupil_r: float = 16.0, lid_gap: float = 1.0, size: int = 240, seed: int = 0
+) -> GrayImage:
+    """Skin, sclera almond, iris, pupil (sub-pixel centre), two glints, noise; `lid_gap` 0 closes the eye."""
+    rng = np.random.default_rng(seed)
+    image: npt.NDArray[np.float64] = np.full((size, size), 170.0, np.float64)
+    shift = 4
+    scale = 1 << shift
+    centre = (round(cx * scale), round(cy * scale))
+    eye = np.zeros((size, size), np.float64)
+    cv2.circle(eye, centre, round(pupil_r * 2.6 * scale), 110.0, -1, cv2.LINE_AA, shift)
+    cv2.circle(eye, centre, round(pupil_r * scale), 20.0, -1, cv2.LINE_AA, shift)
+    cv2.circle(eye, (round((cx + 6) * scale), round((cy - 7) * scale)), 2 * scale, 250.0, -1, cv2.LINE_AA, shift)
+    cv2.circle(eye, (round((cx - 12) * scale), round((cy + 11) * scale)), 2 * scale, 250.0, -1, cv2.LINE_AA, shift)
+    aperture = np.zeros((size, size), np.uint8)
+    half_height = max(int(pupil_r * 3.2 * lid_gap), 0)
+    if half_height > 0:
+        cv2.ellipse(aperture, (int(cx), int(cy)), (int(pupil_r * 5.5), half_height), 0, 0, 360, 255, -1)
+        sclera = np.where(aperture > 0, 195.0, image)
+        image = np.where((aperture > 0) & (eye > 0), eye, sclera)
+    else:
+        cv2.line(image, (int(cx - pupil_r * 5), int(cy)), (int(cx + pupil_r * 5), int(cy)), 60.0, 3)
+    image = cv2.GaussianBlur(image, (3, 3), 0) + rng.normal(0.0, 3.0, image.shape)
+    gray: GrayImage = np.clip(image, 0, 255).astype(np.uint8)
+    return gray
+
+
+def detect(name: AlgorithmName, gray: GrayImage) -> tuple[float, float, float]:
+    tracker = PupilTracker(AlgorithmConfig(algorithm_order=[name]))
+    result = tracker.detect(gray)
+    return result.x, result.y, result.confidence
+
+
+@pytest.mark.parametrize(
+    ("name", "tolerance_px"),
+    [
+        (AlgorithmName.HSRAC, 0.5),
+        (AlgorithmName.RANSAC, 1.0),
+        (AlgorithmName.AHSF, 2.5),
+        (AlgorithmName.HSF, 4.0),
+    ],
+)
+@pytest.mark.parametrize(("cx", "cy"), [(120.3, 115.6), (90.7, 130.2)])
+def test_algorithm_finds_the_drawn_pupil(name: AlgorithmName, tolerance_px: float, cx: float, cy: float) -> None:
+    x, y, confidence = detect(name, draw_eye(cx, cy))
+    assert np.hypot(x - cx, y - cy) <= tolerance_px
+    assert 0.5 <= confidence <= 1.0
+
+
+def test_blob_uses_its_threshold_setting() -> None:
+    gray = draw_eye(120.0, 120.0)
+    config = AlgorithmConfig(algorithm_order=[AlgorithmName.BLOB])
+    found = PupilTracker(config).detect(gray)
+    assert found.confidence > 0.5 and np.hypot(found.x - 120.0, found.y - 120.0) < 1.5
+    too_dark = config.model_copy(update={"blob": config.blob.model_copy(update={"threshold": 5})})
+    assert PupilTracker(too_dark).detect(gray).confidence == 0.0
+
+
+def test_hsrac_ellipse_matches_the_drawn_size() -> None:
+    tracker = PupilTracker(AlgorithmConfig(algorithm_order=[AlgorithmName.HSRAC]))
+    result = tracker.detect(draw_eye(pupil_r=14.0))
+    assert result.ellipse_w == pytest.approx(28.0, abs=2.0)
+    assert result.ellipse_h == pytest.approx(28.0, abs=2.0)
+
+
+def test_leap_is_reported_and_skipped_and_the_next_algorithm_runs() -> None:
+    tracker = PupilTracker(AlgorithmConfig(algorithm_order=[AlgorithmName.LEAP, AlgorithmName.HSRAC]))
+    result = tracker.detect(draw_eye(100.0, 110.0))
+    assert tracker.unavailable_algorithms == ["LEAP"]
+    assert result.algorithm == "HSRAC" and np.hypot(result.x - 100.0, result.y - 110.0) < 1.0
+
+
+def test_fallback_runs_the_next_algorithm_when_confidence_is_low() -> None:
+    config = AlgorithmConfig(
+        algorithm_order=[AlgorithmName.BLOB, AlgorithmName.HSRAC], blob={"threshold": 5, "minsize": 10, "maxsize": 25}
+    )
+    result = PupilTracker(config).detect(draw_eye(130.0, 120.0))
+    assert result.algorithm == "HSRAC" and result.confidence >= config.confidence_threshold
+
+
+def test_no_pupil_gives_a_null_result_not_an_exception() -> None:
+    flat = np.full((120, 160), 128, np.uint8)
+    for name in AlgorithmName:
+        result = PupilTracker(AlgorithmConfig(algorithm_order=[name])).detect(flat)
+        assert result.confidence < 0.5
+    assert PupilTracker(AlgorithmConfig()).detect(np.zeros((0, 0), np.uint8)).confidence == 0.0
+
+
+def test_tracking_follows_a_moving_pupil() -> None:
+    tracker = PupilTracker(AlgorithmConfig())
+    for step in range(12):
+        cx, cy = 80.0 + 6.5 * step, 110.0 + 1.5 * step
+        result = tracker.detect(draw_eye(cx, cy, seed=step))
+        assert np.hypot(result.x - cx, result.y - cy) < 1.0
