@@ -94,9 +94,9 @@ def test_truth_ellipse_is_foreshortened_by_the_rotation() -> None:
     _, right = _render(EyeState(1.0, 0.0, 1.0, 0.5))
     _, up = _render(EyeState(0.0, 1.0, 1.0, 0.5))
     assert ahead.pupil_w == pytest.approx(ahead.pupil_h)
-    # Turned 45 degrees: the horizontal axis shrinks by cos 45.
+    # Turned by the full angle: the horizontal axis shrinks by its cosine.
     assert right.pupil_h == pytest.approx(ahead.pupil_h)
-    assert right.pupil_w / right.pupil_h == pytest.approx(math.cos(math.radians(45.0)), rel=1e-6)
+    assert right.pupil_w / right.pupil_h == pytest.approx(math.cos(math.radians(EASY.max_gaze_angle_deg)), rel=1e-6)
     assert right.pupil_angle_deg == pytest.approx(0.0, abs=1e-6)
     assert up.pupil_w < up.pupil_h
     assert up.pupil_angle_deg == pytest.approx(90.0, abs=1e-6)
@@ -158,17 +158,23 @@ def test_gap_is_openness_times_the_open_gap() -> None:
 
 
 def test_widen_opens_and_squeeze_narrows_with_the_pupil_visible() -> None:
+    closed_gray, _ = _render(EyeState(0.0, 0.0, 0.0, 0.0))
     relaxed_gray, relaxed = _render(EyeState(0.0, 0.0, 1.0, 0.0))
     widened_gray, widened = _render(EyeState(0.0, 0.0, 1.0, 0.0, widen=1.0))
     squeezed_gray, squeezed = _render(EyeState(0.0, 0.0, 1.0, 0.0, squeeze=1.0))
     assert widened.lid_gap_px > 1.15 * relaxed.lid_gap_px
     assert squeezed.lid_gap_px < 0.75 * relaxed.lid_gap_px
     assert squeezed.pupil_visible_fraction > 0.9
-    # Widen shows sclera above the iris: bright pixels straight above the pupil that were lid before.
-    column = round(relaxed.pupil_x)
-    iris_radius = 2.0 * relaxed.pupil_h  # the smallest pupil is a quarter of the iris
-    above = slice(round(relaxed.pupil_y - 1.2 * iris_radius), round(relaxed.pupil_y - 1.05 * iris_radius))
-    assert float(widened_gray[above, column].mean()) > float(relaxed_gray[above, column].mean()) + 10.0
+
+    def opening(gray: np.ndarray) -> np.ndarray:
+        return np.abs(gray.astype(np.int16) - closed_gray.astype(np.int16)) > 6
+
+    relaxed_open, widened_open = opening(relaxed_gray), opening(widened_gray)
+    assert widened_open.sum() > 1.15 * relaxed_open.sum()
+    assert opening(squeezed_gray).sum() < 0.85 * relaxed_open.sum()
+    # Widen uncovers eye above the iris: the newly opened pixels lie above the pupil.
+    rows, _ = np.nonzero(widened_open & ~relaxed_open)
+    assert float(np.median(rows)) < relaxed.pupil_y - relaxed.pupil_h
     dark_squeezed = int((squeezed_gray < DARK_PUPIL_THRESHOLD).sum())
     assert dark_squeezed > 0.9 * int((relaxed_gray < DARK_PUPIL_THRESHOLD).sum())
 
@@ -177,7 +183,8 @@ def test_glints_are_saturated_and_reported() -> None:
     gray, truth = render_eye(EyeState(0.0, 0.0, 1.0, 0.5), PRESETS["hard"], np.random.default_rng(0))
     assert len(truth.glints_px) >= 2
     for gx, gy in truth.glints_px:
-        assert int(gray[round(gy), round(gx)]) >= 240
+        # Saturated at the core (a heavy JPEG may shave a level or two off the very centre pixel).
+        assert int(gray[round(gy) - 2 : round(gy) + 3, round(gx) - 2 : round(gx) + 3].max()) >= 250
         # On the pupil edge in the hard preset.
         distance = math.hypot(gx - truth.pupil_x, gy - truth.pupil_y)
         assert 0.3 * truth.pupil_w < distance < 0.8 * truth.pupil_h

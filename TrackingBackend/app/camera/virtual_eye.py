@@ -38,12 +38,13 @@ FloatImage = npt.NDArray[np.float32]
 FloatArray = npt.NDArray[np.float64]
 
 # Grey levels before contrast and vignetting (near-IR: bright skin and sclera, dark pupil).
-SKIN_LEVEL = 168.0
-SCLERA_LEVEL = 196.0
-CANTHUS_LEVEL = 132.0
+SKIN_LEVEL = 170.0
+SCLERA_LEVEL = 184.0
+CANTHUS_LEVEL = 128.0
 IRIS_LEVEL = 112.0
-PUPIL_LEVEL = 20.0
-LASH_LEVEL = 42.0
+PUPIL_LEVEL = 26.0
+LASH_LEVEL = 40.0
+LOWER_LASH_LEVEL = 105.0
 LID_MARGIN_LEVEL = 78.0
 GLINT_LEVEL = 1200.0  # far above white so the blurred core still saturates
 
@@ -111,13 +112,13 @@ class VirtualEyePreset:
     height_px: int = 240
     fps: float = 60.0
     gaze_travel_frac: float = 0.2  # pupil travel at gaze ±1, fraction of the frame width / height
-    max_gaze_angle_deg: float = 45.0  # horizontal eye rotation at gaze ±1
+    max_gaze_angle_deg: float = 35.0  # horizontal eye rotation at gaze ±1
     center_offset_frac: tuple[float, float] = (0.0, 0.0)  # rest pupil offset from the frame centre
     off_axis_yaw_deg: float = 0.0  # camera beside the eye
     off_axis_pitch_deg: float = 0.0  # camera below (+) or above (-) the eye
     lid_occlusion: float = 0.0  # [0, 1] relaxed upper lid lower over the iris
-    lash_count: int = 28
-    lash_length_frac: float = 0.45  # of the iris radius
+    lash_count: int = 60
+    lash_length_frac: float = 0.5  # of the iris radius
     lash_droop: float = 0.0  # fraction of upper lashes hanging down over the eye
     glint_count: int = 2  # 0-4 IR LED reflections
     glint_radius_px: float = 1.6
@@ -146,7 +147,7 @@ PRESETS: dict[str, VirtualEyePreset] = {
         off_axis_yaw_deg=22.0,
         off_axis_pitch_deg=16.0,
         lid_occlusion=0.55,
-        lash_count=56,
+        lash_count=90,
         lash_length_frac=0.7,
         lash_droop=0.3,
         glint_count=4,
@@ -164,7 +165,8 @@ PRESETS: dict[str, VirtualEyePreset] = {
         width_px=100,
         height_px=60,
         fps=90.0,
-        lash_count=16,
+        lash_count=14,
+        lash_length_frac=0.35,
         glint_radius_px=0.9,
         noise_sigma=3.0,
         blur_sigma_px=0.5,
@@ -208,7 +210,7 @@ class _Layers:
     geometry: _Geometry
     skin: FloatImage
     sclera: FloatImage
-    iris_texture: FloatImage
+    iris_texture: FloatImage  # premultiplied grey and coverage, two channels
     iris_texture_radius: float
     gain: FloatImage | None
     offset: FloatImage | None
@@ -334,25 +336,30 @@ def _iris_texture(radius_px: float, rng: np.random.Generator) -> tuple[FloatImag
     tex += 8.0 * np.exp(-(((rho - 0.48) / 0.07) ** 2))  # collarette
     tex -= 34.0 * np.clip((rho - 0.78) / 0.22, 0.0, 1.0) ** 1.5  # limbal ring
     tex += rng.normal(0.0, 2.0, tex.shape)
-    return np.clip(tex, 70.0, 200.0).astype(np.float32), radius_px
+    tex = np.clip(tex, 70.0, 200.0)
+    # Premultiplied colour and coverage of the disc, warped together in one call per frame.
+    alpha = np.clip(radius_px - rho * radius_px + 0.5, 0.0, 1.0)
+    return np.dstack([tex * alpha, alpha]).astype(np.float32), radius_px
 
 
 def _lashes(preset: VirtualEyePreset, g: _Geometry, rng: np.random.Generator) -> tuple[FloatArray, ...]:
     upper = preset.lash_count
-    lower = preset.lash_count // 4
+    lower = preset.lash_count // 5
     n = upper + lower
-    u = np.concatenate([rng.uniform(-0.88, 0.88, upper), rng.uniform(-0.7, 0.7, lower)])
-    length = g.iris_radius_px * preset.lash_length_frac * rng.uniform(0.6, 1.0, n)
-    length[upper:] *= 0.45
-    fan = np.radians(38.0) * u
-    open_rad = -np.pi / 2 + fan + rng.normal(0.0, np.radians(8.0), n)
+    u = np.concatenate([rng.uniform(-0.85, 0.92, upper), rng.uniform(-0.55, 0.8, lower)])
+    length = g.iris_radius_px * preset.lash_length_frac * rng.uniform(0.45, 1.0, n)
+    length[upper:] *= 0.35
+    fan = np.radians(55.0) * u
+    open_rad = -np.pi / 2 + fan + rng.normal(0.0, np.radians(12.0), n)
     droop = rng.uniform(0.0, 1.0, n) < preset.lash_droop
     droop[upper:] = False
-    open_rad[droop] = np.pi / 2 + 0.6 * fan[droop] + rng.normal(0.0, np.radians(12.0), int(droop.sum()))
-    closed_rad = np.pi / 2 - 0.5 * fan + rng.normal(0.0, np.radians(8.0), n)
-    open_rad[upper:] = np.pi / 2 - 0.6 * fan[upper:]
+    open_rad[droop] = np.pi / 2 + 0.6 * fan[droop] + rng.normal(0.0, np.radians(15.0), int(droop.sum()))
+    # A closing lid turns its lashes down over the eye.
+    closed_rad = np.pi / 2 - 0.4 * fan + rng.normal(0.0, np.radians(10.0), n)
+    open_rad[upper:] = np.pi / 2 - 0.8 * fan[upper:] + rng.normal(0.0, np.radians(10.0), lower)
     closed_rad[upper:] = open_rad[upper:]
-    bend = rng.uniform(0.15, 0.45, n) * np.sign(u + 1e-9)
+    # Lashes curl outwards, away from the eye's middle.
+    bend = rng.uniform(0.25, 0.6, n) * np.clip(2.0 * u + rng.normal(0.0, 0.4, n), -1.0, 1.0)
     lower_mask = np.zeros(n, bool)
     lower_mask[upper:] = True
     return u, length, open_rad, closed_rad, bend, lower_mask.astype(np.float64)
@@ -549,16 +556,17 @@ def _draw_iris(eye: FloatImage, layers: _Layers, pose: _EyePose) -> None:
     half = (layers.iris_texture.shape[0] - 1) / 2.0
     shift = half - inv @ np.array([pose.pupil_x - x0, pose.pupil_y - y0])
     to_texture = np.hstack([inv, shift[:, None]])
-    colour = cv2.warpAffine(
+    warped = cv2.warpAffine(
         layers.iris_texture,
         to_texture,
         (w, h),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
     )
-    alpha = _ellipse_coverage(pose.pupil_x, pose.pupil_y, pose.basis, r_i, x0, y0, w, h)
     roi = eye[y0 : y0 + h, x0 : x0 + w]
-    roi += (colour - roi) * alpha
+    roi *= 1.0 - warped[:, :, 1]
+    roi += warped[:, :, 0]
 
 
 def _aperture(layers: _Layers, lids: _Lids) -> tuple[int, int, int, int, FloatImage]:
@@ -599,16 +607,18 @@ def _draw_lashes(img: FloatImage, layers: _Layers, lids: _Lids, openness: float)
     xs = lids.center_x + lids.half_width_px * layers.lash_u
     roots_y = np.where(layers.lash_lower, np.maximum(lids.lower(xs), lids.upper(xs)), lids.upper(xs))
     angle = layers.lash_closed_rad + (layers.lash_open_rad - layers.lash_closed_rad) * openness
-    length = layers.lash_length_px
-    bend = layers.lash_bend_rad
-    mid_x = xs + 0.5 * length * np.cos(angle)
-    mid_y = roots_y + 0.5 * length * np.sin(angle)
-    tip_x = mid_x + 0.5 * length * np.cos(angle + bend)
-    tip_y = mid_y + 0.5 * length * np.sin(angle + bend)
-    px = np.stack([xs, mid_x, tip_x], axis=1)
-    py = np.stack([roots_y, mid_y, tip_y], axis=1)
-    strands = _polyline(px, py)
-    cv2.polylines(img, list(strands), False, LASH_LEVEL, 1, cv2.LINE_AA, SUBPIXEL_SHIFT)
+    step = layers.lash_length_px / 3.0
+    bend = layers.lash_bend_rad / 2.0
+    px, py = [xs], [roots_y]
+    for k in range(3):
+        heading = angle + bend * k
+        px.append(px[-1] + step * np.cos(heading))
+        py.append(py[-1] + step * np.sin(heading))
+    strands = _polyline(np.stack(px, axis=1), np.stack(py, axis=1))
+    lower = layers.lash_lower
+    cv2.polylines(img, list(strands[~lower]), False, LASH_LEVEL, 1, cv2.LINE_AA, SUBPIXEL_SHIFT)
+    if lower.any():
+        cv2.polylines(img, list(strands[lower]), False, LOWER_LASH_LEVEL, 1, cv2.LINE_AA, SUBPIXEL_SHIFT)
 
 
 def _draw_glints(
