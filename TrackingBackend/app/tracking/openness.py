@@ -32,7 +32,7 @@ NO_PUPIL_OPENNESS_CAP = 0.15
 VISIBLE_CONFIDENCE = (0.75, 0.95)
 VISIBLE_ASPECT = (0.5, 0.7)
 # Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
-SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.25, 0.3
+SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.4
 BLINK_ON, BLINK_OFF = 0.25, 0.4
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.08, 0.1
