@@ -54,6 +54,25 @@ def test_render_is_deterministic_and_sized_for_every_preset(name: str) -> None:
     assert float(gray_a.std()) > 10
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_any_state_renders_with_consistent_truth(name: str) -> None:
+    preset = PRESETS[name]
+    rng = np.random.default_rng(11)
+    corners = [EyeState(x, y, 1.0, 1.0) for x in (-1.0, 1.0) for y in (-1.0, 1.0)]
+    randoms = [
+        EyeState(*rng.uniform(-1.0, 1.0, 2), *rng.uniform(0.0, 1.0, 2), *rng.uniform(0.0, 1.0, 2)) for _ in range(25)
+    ]
+    for state in [*corners, *randoms, EyeState(3.0, -7.0, 2.0, -1.0, 5.0, -5.0)]:
+        gray, truth = render_eye(state, preset, rng)
+        assert gray.shape == (preset.height_px, preset.width_px)
+        assert 0.0 <= truth.pupil_visible_fraction <= 1.0
+        assert 0.0 < truth.pupil_w <= truth.pupil_h
+        assert 0.0 <= truth.pupil_angle_deg < 180.0
+        assert truth.blink == (truth.state.openness < 0.2)
+        assert -1.0 <= truth.state.gaze_x <= 1.0 and 0.0 <= truth.state.widen <= 1.0
+        assert all(0.0 <= x < preset.width_px and 0.0 <= y < preset.height_px for x, y in truth.glints_px)
+
+
 def test_noise_comes_from_the_generator() -> None:
     state = EyeState(0.0, 0.0, 1.0, 0.5)
     gray_a, _ = _render(state, "default", seed=1)

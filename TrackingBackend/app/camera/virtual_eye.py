@@ -98,7 +98,7 @@ class EyeGroundTruth:
     pupil_w: float  # full minor axis, along pupil_angle_deg
     pupil_h: float  # full major axis
     pupil_angle_deg: float  # [0, 180), as cv2.fitEllipse
-    pupil_visible_fraction: float  # of the pupil area not hidden by the lids
+    pupil_visible_fraction: float  # of the pupil area inside the frame and not hidden by the lids
     blink: bool  # openness < 0.2
     lid_gap_px: float = 0.0  # gap between the lids at their centre column
     glints_px: tuple[tuple[float, float], ...] = ()  # centres of the glints that were drawn
@@ -342,7 +342,9 @@ def _iris_texture(radius_px: float, rng: np.random.Generator) -> tuple[FloatImag
     return np.dstack([tex * alpha, alpha]).astype(np.float32), radius_px
 
 
-def _lashes(preset: VirtualEyePreset, g: _Geometry, rng: np.random.Generator) -> tuple[FloatArray, ...]:
+def _lashes(
+    preset: VirtualEyePreset, g: _Geometry, rng: np.random.Generator
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     upper = preset.lash_count
     lower = preset.lash_count // 5
     n = upper + lower
@@ -360,9 +362,9 @@ def _lashes(preset: VirtualEyePreset, g: _Geometry, rng: np.random.Generator) ->
     closed_rad[upper:] = open_rad[upper:]
     # Lashes curl outwards, away from the eye's middle.
     bend = rng.uniform(0.25, 0.6, n) * np.clip(2.0 * u + rng.normal(0.0, 0.4, n), -1.0, 1.0)
-    lower_mask = np.zeros(n, bool)
+    lower_mask = np.zeros(n, np.bool_)
     lower_mask[upper:] = True
-    return u, length, open_rad, closed_rad, bend, lower_mask.astype(np.float64)
+    return u, length, open_rad, closed_rad, bend, lower_mask
 
 
 def _glint_offsets(preset: VirtualEyePreset, g: _Geometry, rng: np.random.Generator) -> tuple[tuple[float, float], ...]:
@@ -413,7 +415,7 @@ def _layers(preset: VirtualEyePreset) -> _Layers:
         lash_open_rad=lash_open,
         lash_closed_rad=lash_closed,
         lash_bend_rad=lash_bend,
-        lash_lower=lash_lower > 0.5,
+        lash_lower=lash_lower,
         glint_rest_offsets=_glint_offsets(preset, g, rng),
     )
 
@@ -696,8 +698,9 @@ def render_eye(state: EyeState, preset: VirtualEyePreset, rng: np.random.Generat
         if decoded is not None:
             gray = np.asarray(decoded, dtype=np.uint8)
 
-    # Visible fraction from the same coverage maps that were drawn.
-    pupil_area = float(pupil_cov.sum())
+    # Visible fraction from the same coverage maps that were drawn; what falls outside the frame is hidden.
+    width, height, angle = _ellipse_axes(pose.basis, pupil_radius)
+    pupil_area = math.pi * width * height / 4.0
     visible = 0.0
     if pupil_area > 0.0 and aw > 0 and ah > 0:
         ix0, iy0 = max(px0, ax0), max(py0, ay0)
@@ -706,7 +709,6 @@ def render_eye(state: EyeState, preset: VirtualEyePreset, rng: np.random.Generat
             p = pupil_cov[iy0 - py0 : iy1 - py0, ix0 - px0 : ix1 - px0]
             a = alpha[iy0 - ay0 : iy1 - ay0, ix0 - ax0 : ix1 - ax0]
             visible = float((p * a).sum()) / pupil_area
-    width, height, angle = _ellipse_axes(pose.basis, pupil_radius)
     centre = np.array([lids.center_x])
     truth = EyeGroundTruth(
         state=state,
