@@ -27,6 +27,13 @@ def _render(state: EyeState, preset_name: str = "easy", seed: int = 0) -> tuple[
     return render_eye(state, PRESETS[preset_name], np.random.default_rng(seed))
 
 
+def _pupil_area_px(gray: np.ndarray) -> float:
+    """Pixels of the largest region darker than the pupil/iris midpoint of the easy preset."""
+    mask = (gray < (5 + 110) // 2).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask)
+    return float(stats[1:, cv2.CC_STAT_AREA].max()) if count > 1 else 0.0
+
+
 def _dark_blob(gray: np.ndarray) -> tuple[tuple[float, float], tuple[float, float], float] | None:
     mask = (gray < DARK_PUPIL_THRESHOLD).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -104,8 +111,26 @@ def test_rendered_pupil_agrees_with_truth(state: EyeState) -> None:
         diff = abs(angle - truth.pupil_angle_deg) % 180.0
         assert min(diff, 180.0 - diff) < 3.0
     # The dark area is the truth's ellipse area (the threshold sits at the pupil/iris midpoint).
-    area = float((gray < (5 + 110) // 2).sum())
+    area = _pupil_area_px(gray)
     assert area == pytest.approx(math.pi * truth.pupil_w * truth.pupil_h / 4.0, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        EyeState(0.0, 0.0, 0.5, 0.5),
+        EyeState(0.0, 0.0, 0.3, 0.8),
+        EyeState(0.3, 0.9, 1.0, 1.0),
+        EyeState(0.0, 0.0, 0.7, 1.0, squeeze=1.0),
+        EyeState(0.2, -0.2, 0.25, 0.2),
+    ],
+)
+def test_visible_fraction_is_the_dark_area_left_by_the_lids(state: EyeState) -> None:
+    gray, truth = _render(state)
+    assert 0.1 < truth.pupil_visible_fraction < 0.99
+    dark = _pupil_area_px(gray)
+    full = math.pi * truth.pupil_w * truth.pupil_h / 4.0
+    assert dark / full == pytest.approx(truth.pupil_visible_fraction, abs=0.02)
 
 
 def test_truth_ellipse_is_foreshortened_by_the_rotation() -> None:

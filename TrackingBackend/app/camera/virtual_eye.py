@@ -598,9 +598,11 @@ def _polyline(xs: FloatArray, ys: FloatArray) -> npt.NDArray[np.int32]:
 def _draw_lid_margins(img: FloatImage, lids: _Lids, r_i: float) -> None:
     xs = lids.center_x + lids.half_width_px * np.linspace(-0.97, 0.97, LID_SAMPLES)
     thick = max(1, round(0.05 * r_i))
-    cv2.polylines(img, [_polyline(xs, lids.upper(xs))], False, LID_MARGIN_LEVEL, thick, cv2.LINE_AA, SUBPIXEL_SHIFT)
-    lower = np.maximum(lids.lower(xs), lids.upper(xs) + 0.5)
-    cv2.polylines(img, [_polyline(xs, lower + 0.6)], False, SKIN_LEVEL + 18.0, 1, cv2.LINE_AA, SUBPIXEL_SHIFT)
+    # Both margins lie on the lid side of the opening, so the truth's visible fraction is what shows.
+    upper = lids.upper(xs) - (0.5 * thick + 0.5)
+    cv2.polylines(img, [_polyline(xs, upper)], False, LID_MARGIN_LEVEL, thick, cv2.LINE_AA, SUBPIXEL_SHIFT)
+    lower = np.maximum(lids.lower(xs), lids.upper(xs)) + 1.0
+    cv2.polylines(img, [_polyline(xs, lower)], False, SKIN_LEVEL + 18.0, 1, cv2.LINE_AA, SUBPIXEL_SHIFT)
 
 
 def _draw_lashes(img: FloatImage, layers: _Layers, lids: _Lids, openness: float) -> None:
