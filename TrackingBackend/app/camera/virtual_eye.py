@@ -12,12 +12,15 @@ rests at (W/2, H/2) (plus the preset's offset), so x / W is 0.5 at gaze 0. Truth
 `cv2.fitEllipse`: `pupil_w` is the full minor axis, lying along `pupil_angle_deg` (degrees in [0, 180),
 from +x towards +y), `pupil_h` the full major axis.
 
-Openness. The lids are two curves between the eye corners. At the lids' centre column the gap between
-them is exactly `openness * open_gap`, where `open_gap = relaxed_gap * (1 + WIDEN_GAIN * widen -
-SQUEEZE_GAIN * squeeze)`: 1 is the relaxed open eye, 0 closed (the lids meet, the upper one travelling
-most of the way), and the gap at every column grows monotonically with openness. Widen raises the upper
-lid (more sclera above the iris); squeeze brings both lids towards the middle while the pupil stays
-visible. Both lids also follow vertical gaze by the same amount, so the gap does not depend on gaze.
+Openness. The lids are two curves between the eye corners that close linearly towards one closure line
+(the upper lid travels about three quarters of the way). At the lids' centre column the gap between them
+is exactly `openness * open_gap` (reported as `EyeGroundTruth.lid_gap_px`), with
+`open_gap = iris_radius * (RELAXED_GAP - OCCLUSION_DROP * lid_occlusion + WIDEN_RAISE * widen
+- (SQUEEZE_UPPER + SQUEEZE_LOWER) * squeeze)`. So 1 is the relaxed open eye, 0 closed, and the gap at every
+column grows monotonically with openness. Widen raises the upper lid (more sclera above the iris);
+squeeze brings both lids towards the middle while the pupil stays visible. Both lids also follow vertical
+gaze by the same amount, so the gap does not depend on gaze. Lashes and glints are not counted as
+occluders in `pupil_visible_fraction`; the lids' margins are drawn on the lid side of the opening.
 """
 
 from __future__ import annotations
@@ -65,8 +68,6 @@ SQUEEZE_UPPER = 0.35  # upper lid drop at squeeze = 1, iris radii
 SQUEEZE_LOWER = 0.30  # lower lid rise at squeeze = 1, iris radii
 OCCLUSION_DROP = 0.45  # upper lid drop at lid_occlusion = 1, iris radii
 RELAXED_GAP = LOWER_LID_RELAXED - UPPER_LID_RELAXED
-WIDEN_GAIN = WIDEN_RAISE / RELAXED_GAP
-SQUEEZE_GAIN = (SQUEEZE_UPPER + SQUEEZE_LOWER) / RELAXED_GAP
 BLINK_OPENNESS = 0.2
 
 LID_SHADOW_DEPTH = 0.28  # darkening of the eyeball just under the upper lid
