@@ -20,13 +20,14 @@ from multiprocessing.connection import Connection
 from typing import Protocol
 
 import numpy as np
+import numpy.typing as npt
 
-from app.camera.base import GrayImage
 
-RECORD = struct.Struct("<IqdII")  # slot, sequence, capture_ts, height, width
-SLOT_HEADER = struct.Struct("<qII")  # sequence (-1 while writing), height, width
+RECORD = struct.Struct("<IqdIII")  # slot, sequence, capture_ts, height, width, channels
+SLOT_HEADER = struct.Struct("<qIII")  # sequence (-1 while writing), height, width, channels
 SLOT_HEADER_BYTES = 64  # keep pixel data cache-line aligned
 DEFAULT_SLOTS = 4
+MAX_RECORDS_DRAINED = 64
 DEFAULT_MAX_FRAME_BYTES = 1280 * 960  # a gray frame up to 1280x960
 
 
@@ -37,6 +38,11 @@ class FrameRecord:
     capture_ts: float
     height: int
     width: int
+    channels: int
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.height, self.width) if self.channels == 1 else (self.height, self.width, self.channels)
 
 
 def make_nonblocking(conn: Connection) -> None:
@@ -77,7 +83,7 @@ class SharedFrameStore:
         self._buffer: memoryview = buffer
         if create:
             for slot in range(slots):
-                SLOT_HEADER.pack_into(self._buffer, slot * self._slot_bytes, -1, 0, 0)
+                SLOT_HEADER.pack_into(self._buffer, slot * self._slot_bytes, -1, 0, 0, 0)
 
     def slot_view(self, slot: int) -> memoryview:
         start = slot * self._slot_bytes
@@ -102,7 +108,7 @@ class MemoryFrameStore:
         self._slot_bytes = SLOT_HEADER_BYTES + max_frame_bytes
         self._buffer = memoryview(bytearray(self._slot_bytes * slots))
         for slot in range(slots):
-            SLOT_HEADER.pack_into(self._buffer, slot * self._slot_bytes, -1, 0, 0)
+            SLOT_HEADER.pack_into(self._buffer, slot * self._slot_bytes, -1, 0, 0, 0)
 
     def slot_view(self, slot: int) -> memoryview:
         start = slot * self._slot_bytes
@@ -127,22 +133,24 @@ class FrameWriter:
         self.dropped = 0  # records the pipe refused (reader gone or far behind)
         make_nonblocking(conn)
 
-    def write(self, gray: GrayImage, capture_ts: float) -> int:
-        height, width = gray.shape[:2]
-        nbytes = height * width
+    def write(self, image: npt.NDArray[np.uint8], capture_ts: float) -> int:
+        """Copy a gray (H x W) or colour (H x W x C) uint8 image into the next slot and announce it."""
+        height, width = image.shape[:2]
+        channels = image.shape[2] if image.ndim == 3 else 1
+        nbytes = height * width * channels
         if nbytes > self._store.max_frame_bytes:
-            raise FrameTooLargeError(f"frame {width}x{height} exceeds the ring slot size")
+            raise FrameTooLargeError(f"frame {width}x{height}x{channels} exceeds the ring slot size")
         slot = self._next_slot
         self._next_slot = (slot + 1) % self._store.slots
         self.sequence += 1
         view = self._store.slot_view(slot)
-        SLOT_HEADER.pack_into(view, 0, -1, height, width)
+        SLOT_HEADER.pack_into(view, 0, -1, height, width, channels)
         pixels = np.frombuffer(view, dtype=np.uint8, count=nbytes, offset=SLOT_HEADER_BYTES)
-        pixels[:] = gray.reshape(-1) if gray.flags.c_contiguous else np.ascontiguousarray(gray).reshape(-1)
-        SLOT_HEADER.pack_into(view, 0, self.sequence, height, width)
+        pixels[:] = image.reshape(-1) if image.flags.c_contiguous else np.ascontiguousarray(image).reshape(-1)
+        SLOT_HEADER.pack_into(view, 0, self.sequence, height, width, channels)
         del pixels, view
         try:
-            self._conn.send_bytes(RECORD.pack(slot, self.sequence, capture_ts, height, width))
+            self._conn.send_bytes(RECORD.pack(slot, self.sequence, capture_ts, height, width, channels))
         except BlockingIOError:
             self.dropped += 1
         return self.sequence
@@ -158,7 +166,7 @@ class FrameReader:
         self.skipped = 0  # records passed over because a newer one was already waiting
         self.torn = 0  # frames overwritten while being read (the reader was too slow)
 
-    def read_newest(self, timeout_s: float) -> tuple[FrameRecord, GrayImage] | None:
+    def read_newest(self, timeout_s: float) -> tuple[FrameRecord, npt.NDArray[np.uint8]] | None:
         """The newest frame, or None when nothing arrived within `timeout_s`.
 
         The returned image is a view into this reader's own buffer, valid until the next call.
@@ -166,18 +174,21 @@ class FrameReader:
         if not self._conn.poll(timeout_s):
             return None
         raw = self._conn.recv_bytes()
-        while self._conn.poll(0):
+        # Bounded: a writer faster than this loop must not keep the reader draining forever.
+        for _ in range(MAX_RECORDS_DRAINED):
+            if not self._conn.poll(0):
+                break
             raw = self._conn.recv_bytes()
             self.skipped += 1
         record = FrameRecord(*RECORD.unpack(raw))
-        nbytes = record.height * record.width
+        nbytes = record.height * record.width * record.channels
         view = self._store.slot_view(record.slot)
-        before, _, _ = SLOT_HEADER.unpack_from(view, 0)
+        before = SLOT_HEADER.unpack_from(view, 0)[0]
         out = self._buffer[:nbytes]
         out[:] = np.frombuffer(view, dtype=np.uint8, count=nbytes, offset=SLOT_HEADER_BYTES)
-        after, _, _ = SLOT_HEADER.unpack_from(view, 0)
+        after = SLOT_HEADER.unpack_from(view, 0)[0]
         del view
         if before != record.sequence or after != record.sequence:
             self.torn += 1
             return None
-        return record, out.reshape(record.height, record.width)
+        return record, out.reshape(record.shape)
