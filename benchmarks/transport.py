@@ -1,10 +1,10 @@
 """Camera -> tracker frame transport: the shared-memory ring against a Manager queue, in one run.
 
-`python build.py bench transport [--seconds S] [--quick]`. A writer process offers frames at --fps
-(default 20,000/s, far above any camera); the reader (another process) takes the newest each time, as the tracker does. Printed: frames/s
-delivered to the reader, latency from the writer's capture timestamp to the reader holding the pixels
-(p50/p99), and the ring/Manager ratio. Targets (2-core machine): >= 2,000 fps and p99 <= 1 ms for
-240x240 gray, >= 10x the Manager queue.
+`python build.py bench transport [--seconds S] [--fps F] [--quick]`. A writer process offers frames at
+--fps (default 20,000/s, far above any camera); the reader (another process) takes the newest each
+time, as the tracker does. Printed: frames/s delivered to the reader, latency from the writer's capture
+timestamp to the reader holding the pixels (p50/p99), and the ring/Manager ratio. Targets (2-core
+machine): >= 2,000 fps and p99 <= 1 ms for 240x240 gray, >= 10x the Manager queue.
 """
 
 from __future__ import annotations

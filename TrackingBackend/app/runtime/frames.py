@@ -22,7 +22,6 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-
 RECORD = struct.Struct("<IqdIII")  # slot, sequence, capture_ts, height, width, channels
 SLOT_HEADER = struct.Struct("<qIII")  # sequence (-1 while writing), height, width, channels
 SLOT_HEADER_BYTES = 64  # keep pixel data cache-line aligned
