@@ -347,7 +347,8 @@ def _lashes(
     preset: VirtualEyePreset, g: _Geometry, rng: np.random.Generator
 ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, npt.NDArray[np.bool_]]:
     upper = preset.lash_count
-    lower = preset.lash_count // 5
+    # A few stray lower lashes look like specks in a small crop: only dense lash lines get them.
+    lower = preset.lash_count // 5 if preset.lash_count >= 30 else 0
     n = upper + lower
     u = np.concatenate([rng.uniform(-0.85, 0.92, upper), rng.uniform(-0.55, 0.8, lower)])
     length = g.iris_radius_px * preset.lash_length_frac * rng.uniform(0.45, 1.0, n)
