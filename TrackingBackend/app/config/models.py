@@ -232,6 +232,7 @@ class EtvrConfig(StrictModel):
     affinity_mask: str = Field(
         "", max_length=64, description='CPU mask for worker processes, e.g. "0x3" or "0b10"; "" = all CPUs.'
     )
+    preview_fps: float = Field(30.0, ge=1.0, le=120.0, description="Maximum frame rate of the MJPEG previews.")
     osc: OscConfig = Field(default_factory=OscConfig)
     trackers: list[TrackerConfig] = Field(default_factory=default_trackers, max_length=16)
 
