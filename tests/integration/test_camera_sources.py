@@ -45,6 +45,13 @@ def track() -> Iterator[Tracker]:
         source.close()
 
 
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
 def _assert_counters_balance(source: MjpegHttpSource) -> None:
     c = source.counters
     assert c.received == c.decoded + c.corrupt + source.dropped_stale
@@ -121,10 +128,10 @@ def test_http_read_returns_none_on_timeout_then_raises_on_stall(track: Tracker) 
         _read_frames(source, 2)
         started = time.monotonic()
         assert source.read(0.1) is None
-        assert 0.08 <= time.monotonic() - started < 0.3
+        assert 0.08 <= time.monotonic() - started < 0.5
         with pytest.raises(SourceError, match="stalled"):
             source.read(5.0)
-        assert time.monotonic() - started < 0.8
+        assert time.monotonic() - started < 1.5
         source.close()
 
 
@@ -132,6 +139,7 @@ def test_http_early_close_delivers_what_arrived_then_raises(track: Tracker) -> N
     with FakeOpenIrisHttpServer(JPEGS, fps=0, faults=StreamFaults(close_after_frames=3)) as server:
         source = track(MjpegHttpSource(server.url))
         source.open()
+        _wait_until(lambda: server.frames_sent == 3)
         time.sleep(0.1)  # all three frames and the close are waiting in the socket
         frame = source.read(1.0)
         assert frame is not None and frame_index_of(frame.gray) == 2
@@ -183,7 +191,7 @@ def test_http_slow_reader_gets_the_newest_frame_not_a_backlog(track: Tracker) ->
             lags.append((server.frames_sent - 1 - frame_index_of(frame.gray)) % len(JPEGS))
         source.close()
     assert source.dropped_stale >= 50
-    assert all(lag <= 3 for lag in lags), lags
+    assert all(lag <= 6 for lag in lags), lags  # a backlog would be ~25 frames per 0.1 s
     _assert_counters_balance(source)
 
 
