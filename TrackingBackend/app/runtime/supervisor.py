@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.managers import SyncManager
@@ -21,6 +22,7 @@ from app.config.models import EtvrConfig, TrackerConfig, TrackerPosition
 from app.config.store import ConfigStore
 from app.runtime.frames import DEFAULT_MAX_FRAME_BYTES, DEFAULT_SLOTS, SharedFrameStore
 from app.runtime.logs import UplinkReader
+from app.runtime.previews import PREVIEW_KINDS, PreviewFrame, PreviewSlot
 from app.runtime.results import ResultBoard
 from app.runtime.worker import SPAWN, WorkerProcess, new_stop_flag, watch_parent
 
@@ -64,6 +66,7 @@ class TrackerRuntime:
     commands_rx: Connection
     commands_tx: Connection
     stop_flag: Any
+    previews: dict[str, PreviewSlot]
     slots: dict[str, ProcessSlot] = field(default_factory=dict)
 
     @property
@@ -167,6 +170,31 @@ class Supervisor:
         record = self.board.read(rt.board_slot)
         return record.as_dict() if record is not None else None
 
+    def preview(self, tracker_uuid: str, kind: str) -> PreviewFrame | None:
+        """The newest preview image of a running tracker, or None (not running, or nothing encoded yet)."""
+        with self._lock:
+            rt = self._runtimes.get(tracker_uuid)
+            return rt.previews[kind].latest() if rt is not None else None
+
+    @contextlib.contextmanager
+    def watching_preview(self, tracker_uuid: str, kind: str) -> Iterator[None]:
+        """While inside, the tracker's workers encode this preview (viewers share one encode)."""
+        with self._lock:
+            rt = self._runtimes.get(tracker_uuid)
+            counter = rt.previews[kind].viewers if rt is not None else None
+            if counter is not None:
+                counter.value += 1
+        try:
+            yield
+        finally:
+            if counter is not None:
+                with self._lock:
+                    counter.value = max(0, counter.value - 1)
+
+    def preview_viewers(self, tracker_uuid: str, kind: str) -> int:
+        rt = self._runtimes.get(tracker_uuid)
+        return int(rt.previews[kind].viewers.value) if rt is not None else 0
+
     def tracker_status(self, tracker: TrackerConfig) -> dict[str, Any]:
         rt = self._runtimes.get(tracker.uuid)
         processes: dict[str, Any] = {}
@@ -220,6 +248,7 @@ class Supervisor:
         store = SharedFrameStore(None, DEFAULT_SLOTS, DEFAULT_MAX_FRAME_BYTES, create=True)
         board_slot = BOARD_SLOTS[tracker.tracker_position]
         self.board.clear(board_slot)
+        previews = {kind: PreviewSlot(create=True) for kind in PREVIEW_KINDS}
         rt = TrackerRuntime(
             tracker,
             board_slot,
@@ -231,6 +260,7 @@ class Supervisor:
             commands_rx,
             commands_tx,
             new_stop_flag(),
+            previews,
         )
         for kind in PROCESS_KINDS:
             rt.slots[kind] = ProcessSlot(kind)
@@ -243,7 +273,7 @@ class Supervisor:
         ring = {"frame_store_name": store.name, "frame_slots": store.slots, "max_frame_bytes": store.max_frame_bytes}
         channels: dict[str, Any]
         if kind == "camera":
-            channels = {**ring, "frames_tx": rt.frames_tx}
+            channels = {**ring, "frames_tx": rt.frames_tx, "preview": self._preview_channel(rt, "camera")}
         elif kind == "tracker":
             channels = {
                 **ring,
@@ -263,6 +293,11 @@ class Supervisor:
                 "board": self.board.shared,
             }
         return WorkerProcess(kind, rt.uuid, self.config_path, rt.stop_flag, self.status, uplink, channels)
+
+    @staticmethod
+    def _preview_channel(rt: TrackerRuntime, kind: str) -> tuple[str, Any]:
+        slot = rt.previews[kind]
+        return slot.name, slot.viewers
 
     def _spawn(self, rt: TrackerRuntime, slot: ProcessSlot) -> None:
         uplink_rx, uplink_tx = SPAWN.Pipe(duplex=False)
@@ -309,6 +344,8 @@ class Supervisor:
             ):
                 conn.close()
             rt.frame_store.close()
+            for preview in rt.previews.values():
+                preview.close()
             self.board.clear(rt.board_slot)
             logger.info("tracker %s stopped", rt.tracker.name or rt.uuid)
 

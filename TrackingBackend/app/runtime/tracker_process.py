@@ -16,6 +16,7 @@ from app.config.models import EtvrConfig, TrackerConfig
 from app.runtime.camera_process import FpsMeter
 from app.runtime.frames import FrameReader, SharedFrameStore, make_nonblocking
 from app.runtime.logs import send_event
+from app.runtime.previews import PreviewPublisher, PreviewSlot, draw_tracking
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
@@ -58,6 +59,7 @@ def handle_commands(commands: Connection, pipeline: EyePipeline, now: float) -> 
 
 def run_tracker_loop(
     holder: PipelineHolder,
+    preview: PreviewPublisher | None,
     reader: FrameReader,
     results_tx: Connection,
     commands_rx: Connection,
@@ -87,6 +89,18 @@ def run_tracker_loop(
             result, record.sequence, record.capture_ts, now, fps.fps, record.width, record.height
         )
         board.post(board_slot, out)
+        if preview is not None and preview.due(now):
+            overlay = draw_tracking(
+                gray,
+                out.pupil_x,
+                out.pupil_y,
+                out.ellipse_w,
+                out.ellipse_h,
+                out.ellipse_angle,
+                out.confidence,
+                out.openness,
+            )
+            preview.publish(overlay, record.capture_ts, now)
         try:
             results_tx.send_bytes(pack_result(out))
         except BlockingIOError:
@@ -124,11 +138,15 @@ class TrackerShell:
         store = SharedFrameStore(channels["frame_store_name"], channels["frame_slots"], channels["max_frame_bytes"])
         reader = FrameReader(store, channels["frames_rx"])
         board = ResultBoard(channels["board"])
+        preview_name, preview_viewers = channels["preview"]
+        preview_slot = PreviewSlot(preview_name, preview_viewers)
+        preview = PreviewPublisher(preview_slot, config.preview_fps)
         stop_flag = self.process.stop_flag
         self.status.set(push=True, state="waiting_for_frames")
         try:
             run_tracker_loop(
                 self.holder,
+                preview,
                 reader,
                 channels["results_tx"],
                 channels["commands_rx"],
@@ -142,6 +160,7 @@ class TrackerShell:
         finally:
             del reader
             store.close()
+            preview_slot.close()
 
     def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
         uuid = self.process.tracker_uuid
