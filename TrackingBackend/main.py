@@ -55,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="use a separate demo config whose two trackers read the built-in virtual eye, and start tracking at once",
     )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("ETVR_TOKEN"),
+        help="require this token on every request (Authorization: Bearer, or ?token=); needed to "
+        "listen on anything but loopback (default: ETVR_TOKEN)",
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a further browser origin allowed by CORS (repeatable); the desktop app's and "
+        "local origins are always allowed",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -68,6 +82,12 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if not 0 < args.port < 65536:
         print(f"--port must be 1-65535, got {args.port}", file=sys.stderr)
+        return 2
+
+    from app.api.security import is_loopback_host
+
+    if not is_loopback_host(args.host) and not args.token:
+        print(f"refusing to listen on {args.host} without a token: pass --token or set ETVR_TOKEN", file=sys.stderr)
         return 2
 
     import uvicorn
@@ -84,7 +104,13 @@ def main(argv: list[str]) -> int:
         if server is not None:
             server.should_exit = True
 
-    app = create_app(config_path.resolve(), demo=args.demo, request_exit=request_exit)
+    app = create_app(
+        config_path.resolve(),
+        demo=args.demo,
+        request_exit=request_exit,
+        token=args.token,
+        extra_cors_origins=args.allow_origin,
+    )
     config = uvicorn.Config(
         app,
         host=args.host,

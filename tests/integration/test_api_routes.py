@@ -180,3 +180,43 @@ def test_shutdown_exits_the_process(tmp_path: Path) -> None:
         assert service.process.wait(10) == 0
     finally:
         service.stop()
+
+
+def test_token_is_required_on_every_route_when_set(tmp_path: Path) -> None:
+    with Service(
+        tmp_path / "c.json", args=["--token", "s3cret-token"], ready_path="/etvr/status?token=s3cret-token"
+    ) as svc:
+        assert svc.get("/etvr/status").status_code == 401
+        assert svc.get("/etvr/config", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert svc.get("/etvr/config", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+        assert svc.get("/etvr/status", params={"token": "s3cret-token"}).json() is False
+        assert "s3cret-token" not in svc.log(), "the token must never be logged"
+
+
+def test_listening_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.service import MAIN
+
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--host", "0.0.0.0", "--config", str(tmp_path / "c.json")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "without a token" in result.stderr
+
+
+def test_cors_allows_the_desktop_app_and_local_pages_only(service: Service) -> None:
+    for origin, allowed in (
+        ("tauri://localhost", True),
+        ("http://localhost:1420", True),
+        ("http://127.0.0.1:8000", True),
+        ("https://evil.example", False),
+    ):
+        response = service.client.options(
+            "/etvr/config", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
+        )
+        assert (response.headers.get("access-control-allow-origin") == origin) is allowed, origin

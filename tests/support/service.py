@@ -36,7 +36,9 @@ class Service:
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        ready_path: str = "/etvr/status",
     ) -> None:
+        self.ready_path = ready_path
         self.config_path = config_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,7 +63,7 @@ class Service:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError):
-                if self.client.get("/etvr/status").status_code == 200:
+                if self.client.get(self.ready_path).status_code == 200:
                     return self
             time.sleep(0.05)
         self.stop()

@@ -21,6 +21,7 @@ from app.api.context import ServiceContext
 from app.api.routes import config as config_routes
 from app.api.routes import control as control_routes
 from app.api.routes import trackers as tracker_routes
+from app.api.security import TokenAuth
 from app.config.models import EtvrConfig
 from app.config.store import ConfigStore
 from app.config.watcher import ConfigWatcher
@@ -87,7 +88,13 @@ def _default_request_exit() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
-def create_app(config_path: Path, demo: bool = False, request_exit: Callable[[], None] | None = None) -> FastAPI:
+def create_app(
+    config_path: Path,
+    demo: bool = False,
+    request_exit: Callable[[], None] | None = None,
+    token: str | None = None,
+    extra_cors_origins: list[str] | None = None,
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ConfigStore(config_path)
@@ -130,10 +137,17 @@ def create_app(config_path: Path, demo: bool = False, request_exit: Callable[[],
         ]
         return JSONResponse({"detail": detail}, status_code=422)
 
-    app.add_middleware(
-        CORSMiddleware, allow_origin_regex=DEFAULT_CORS_ORIGIN_REGEX, allow_methods=["*"], allow_headers=["*"]
-    )
+    # The last added is the outermost: CORS answers a browser's pre-flight before the token is checked.
     app.add_middleware(BodySizeLimit)
+    if token:
+        app.add_middleware(TokenAuth, token=token)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origin_regex=DEFAULT_CORS_ORIGIN_REGEX,
+        allow_origins=extra_cors_origins or [],
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
     app.include_router(control_routes.router)
     app.include_router(config_routes.router)
     app.include_router(tracker_routes.router)

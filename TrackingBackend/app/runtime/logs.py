@@ -10,6 +10,7 @@ import contextlib
 import logging
 import logging.handlers
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable
@@ -22,6 +23,22 @@ MAX_LOG_FILE_BYTES = 2_000_000
 LOG_FILE_BACKUPS = 3
 
 
+_TOKEN_PATTERN = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
+
+
+class RedactTokenFilter(logging.Filter):
+    """Access tokens in URLs (`?token=...`) never reach a log line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = _TOKEN_PATTERN.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _TOKEN_PATTERN.sub(r"\1***", arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
 def setup_main_logging(log_dir: Path | None, debug: bool = False) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
@@ -31,6 +48,7 @@ def setup_main_logging(log_dir: Path | None, debug: bool = False) -> None:
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(logging.Formatter(LOG_FORMAT))
     stream._etvr = True  # type: ignore[attr-defined]
+    stream.addFilter(RedactTokenFilter())
     root.addHandler(stream)
     if log_dir is not None:
         try:
@@ -46,6 +64,7 @@ def setup_main_logging(log_dir: Path | None, debug: bool = False) -> None:
         else:
             file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
             file_handler._etvr = True  # type: ignore[attr-defined]
+            file_handler.addFilter(RedactTokenFilter())
             root.addHandler(file_handler)
 
 
