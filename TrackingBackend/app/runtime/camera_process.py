@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.camera.base import FrameSource, SourceError
+from app.camera.preprocess import Preprocessor
 from app.config.models import CameraConfig, EtvrConfig
 from app.runtime.frames import FrameTooLargeError, FrameWriter, SharedFrameStore
+from app.runtime.previews import PreviewPublisher, PreviewSlot, draw_roi
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
 
@@ -64,12 +65,12 @@ class FpsMeter:
 
 def run_camera_loop(
     control: CameraLoopControl,
-    open_source: Callable[[CameraConfig], FrameSource],
+    make_source: Callable[[CameraConfig], FrameSource],
     writer: FrameWriter,
     should_stop: Callable[[], bool],
     status: StatusPublisher,
+    preview: PreviewPublisher | None = None,
 ) -> None:
-    from app.camera.preprocess import Preprocessor
 
     backoff_s = BACKOFF_FIRST_S
     fps = FpsMeter()
@@ -82,7 +83,7 @@ def run_camera_loop(
             continue
         status.set(state="connecting", source=camera.capture_source)
         try:
-            source = open_source(camera)
+            source = make_source(camera)
             source.open()
         except SourceError as exc:
             status.set(state="disconnected", last_error=str(exc), fps=0.0)
@@ -90,11 +91,12 @@ def run_camera_loop(
             _wait_backoff(backoff_s, control, should_stop)
             backoff_s = min(backoff_s * 2, BACKOFF_MAX_S)
             continue
-        status.set(state="connected", last_error=None)
+        # The monotonic clock is shared by all processes: tests line a virtual eye's script up with it.
+        status.set(state="connected", last_error=None, source_opened_at=time.monotonic())
         logger.info("camera connected: %s", camera.capture_source)
         backoff_s = BACKOFF_FIRST_S
         try:
-            preprocessor: Any = None
+            preprocessor = Preprocessor.from_config(camera)
             prepared_for: CameraConfig | None = None
             while not should_stop() and not control.reconnect.is_set():
                 frame = source.read(READ_TIMEOUT_S)
@@ -110,6 +112,8 @@ def run_camera_loop(
                     status.set(last_error=str(exc))
                     continue
                 now = time.monotonic()
+                if preview is not None and preview.due(now):
+                    preview.publish(draw_roi(info.rotated, info.roi), frame.capture_ts, now)
                 fps.tick(now)
                 counters = source.counters
                 status.set(
@@ -119,7 +123,8 @@ def run_camera_loop(
                     frames_corrupt=counters.corrupt,
                     frames_dropped=writer.dropped,
                     frames_sent=writer.sequence,
-                    roi_clamped=bool(getattr(info, "roi_clamped", False)),
+                    roi_clamped=info.roi_clamped,
+                    roi=list(info.roi),
                 )
         except SourceError as exc:
             status.set(state="disconnected", last_error=str(exc), fps=0.0)
@@ -138,10 +143,10 @@ def _wait_backoff(delay_s: float, control: CameraLoopControl, should_stop: Calla
         control.reconnect.wait(min(remaining, READ_TIMEOUT_S))
 
 
-def open_configured_source(camera: CameraConfig) -> FrameSource:
-    from app.camera.factory import open_source
+def make_configured_source(camera: CameraConfig) -> FrameSource:
+    from app.camera.factory import make_source
 
-    return open_source(camera.capture_source, serial_baud=camera.serial_baud)
+    return make_source(camera.capture_source, serial_baud=camera.serial_baud)
 
 
 class CameraShell:
@@ -160,12 +165,18 @@ class CameraShell:
         channels = self.process.channels
         store = SharedFrameStore(channels["frame_store_name"], channels["frame_slots"], channels["max_frame_bytes"])
         writer = FrameWriter(store, channels["frames_tx"])
+        preview_name, preview_viewers = channels["preview"]
+        preview_slot = PreviewSlot(preview_name, preview_viewers)
+        preview = PreviewPublisher(preview_slot, config.preview_fps)
         stop_flag = self.process.stop_flag
         try:
-            run_camera_loop(self.control, open_configured_source, writer, lambda: bool(stop_flag.value), self.status)
+            run_camera_loop(
+                self.control, make_configured_source, writer, lambda: bool(stop_flag.value), self.status, preview
+            )
         finally:
             del writer
             store.close()
+            preview_slot.close()
 
     def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
         uuid = self.process.tracker_uuid

@@ -110,7 +110,7 @@ class PreviewPublisher:
 
 def draw_roi(gray: npt.NDArray[np.uint8], roi: tuple[int, int, int, int] | None) -> npt.NDArray[np.uint8]:
     """The raw frame in colour with the ROI rectangle (x, y, w, h) drawn."""
-    image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    image = np.asarray(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
     if roi is not None:
         x, y, w, h = roi
         cv2.rectangle(image, (x, y), (x + w - 1, y + h - 1), (0, 200, 255), 1)
@@ -128,7 +128,7 @@ def draw_tracking(
     openness: float,
 ) -> npt.NDArray[np.uint8]:
     """The tracked (ROI) frame with the pupil ellipse, its centre, confidence and openness."""
-    image = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    image = np.asarray(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
     if confidence > 0 and np.isfinite(pupil_x):
         centre = (float(pupil_x), float(pupil_y))
         cv2.ellipse(image, (centre, (float(ellipse_w), float(ellipse_h)), float(angle_deg)), (0, 255, 0), 1)

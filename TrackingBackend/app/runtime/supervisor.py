@@ -282,6 +282,7 @@ class Supervisor:
                 "commands_rx": rt.commands_rx,
                 "board": self.board.shared,
                 "board_slot": rt.board_slot,
+                "preview": self._preview_channel(rt, "algorithm"),
             }
         else:
             # Plain strings: a child unpickles these before its heavy imports (see worker.py).

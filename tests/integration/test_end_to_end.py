@@ -1,0 +1,82 @@
+"""End to end: the virtual eye through the camera, tracker and OSC processes to a UDP socket."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+from pythonosc.osc_message import OscMessage
+
+from app.camera.virtual_eye import GazeScript
+from tests.support.service import Service
+
+COLLECT_S = 4.0
+
+
+def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.bind(("127.0.0.1", 0))
+        udp.settimeout(0.2)
+        osc_port = udp.getsockname()[1]
+        with Service(tmp_path / "tracker-config.json") as service:
+            config = {
+                "osc": {"sending_port": osc_port},
+                "trackers": [
+                    {"name": "Left Eye", "tracker_position": "LEFT_EYE", "camera": {"capture_source": "virtual"}},
+                    {"name": "Right Eye", "tracker_position": "RIGHT_EYE", "camera": {"capture_source": "virtual"}},
+                ],
+            }
+            assert service.post("/etvr/config", json=config).status_code == 200
+            started = time.monotonic()
+            assert service.get("/etvr/start").json() is True
+
+            samples: dict[str, list[tuple[float, float]]] = {}
+            first_arrival = None
+            deadline = started + 5.0 + COLLECT_S
+            while time.monotonic() < deadline:
+                try:
+                    datagram = udp.recv(4096)
+                except TimeoutError:
+                    continue
+                now = time.monotonic()
+                first_arrival = first_arrival or now
+                message = OscMessage(datagram)
+                assert message.params and all(isinstance(p, float) for p in message.params)
+                samples.setdefault(message.address, []).append((now, float(message.params[0])))
+                if now - first_arrival > COLLECT_S:
+                    break
+            assert first_arrival is not None and first_arrival - started < 5.0, "no OSC within 5 s of start"
+
+            status = service.get("/etvr/trackers/status").json()
+            left = next(t for t in status if t["name"] == "Left Eye")
+            opened_at = left["processes"]["camera"]["source_opened_at"]
+            assert left["processes"]["tracker"]["fps"] > 30
+
+    for address in (
+        "/avatar/parameters/LeftEyeX",
+        "/avatar/parameters/RightEyeX",
+        "/avatar/parameters/EyesY",
+        "/avatar/parameters/LeftEyeLidExpandedSqueeze",
+        "/avatar/parameters/EyesDilation",
+    ):
+        assert len(samples.get(address, [])) > 100, f"too few {address} messages"
+
+    script = GazeScript(0)
+
+    def correlation(address: str, axis: str) -> float:
+        times = np.array([t for t, _ in samples[address]])
+        values = np.array([v for _, v in samples[address]])
+        best = -1.0
+        # The datagram leaves a few milliseconds after capture; allow for that lag.
+        for lag_s in np.arange(0.0, 0.15, 0.01):
+            states = [script.state_at(t - opened_at - lag_s) for t in times]
+            open_eye = np.array([s.openness > 0.6 for s in states])
+            truth = np.array([getattr(s, axis) for s in states])
+            best = max(best, float(np.corrcoef(truth[open_eye], values[open_eye])[0, 1]))
+        return best
+
+    assert correlation("/avatar/parameters/LeftEyeX", "gaze_x") > 0.9
+    assert correlation("/avatar/parameters/RightEyeX", "gaze_x") > 0.9
+    assert correlation("/avatar/parameters/EyesY", "gaze_y") > 0.9
