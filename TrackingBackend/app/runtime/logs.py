@@ -42,6 +42,8 @@ class RedactTokenFilter(logging.Filter):
 def setup_main_logging(log_dir: Path | None, debug: bool = False) -> None:
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    # watchdog's debug lines about file events would feed back on a log file beside the config.
+    logging.getLogger("watchdog").setLevel(logging.INFO)
     for handler in list(root.handlers):
         if getattr(handler, "_etvr", False):
             root.removeHandler(handler)
@@ -102,6 +104,7 @@ def install_child_logging(uplink: Connection, debug: bool) -> None:
     root.handlers.clear()
     root.addHandler(UplinkLogHandler(uplink))
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("watchdog").setLevel(logging.INFO)
 
 
 def send_event(uplink: Connection, kind: str, payload: Any) -> bool:
