@@ -111,7 +111,8 @@ def ensure_environment(groups: tuple[str, ...] = ("dev",)) -> None:
     if venv_python().exists() and INSTALL_STAMP.exists() and INSTALL_STAMP.read_text() == stamp:
         return
     with_groups = [f"--with={','.join(groups)}"] if groups else []
-    poetry("sync", "--no-root", "--no-interaction", *with_groups)
+    # `install`, not `sync`: tools a developer added by hand (e.g. reference detectors) stay.
+    poetry("install", "--no-root", "--no-interaction", *with_groups)
     INSTALL_STAMP.write_text(stamp)
 
 
