@@ -234,7 +234,7 @@ class EtvrConfig(StrictModel):
     )
     preview_fps: float = Field(30.0, ge=1.0, le=120.0, description="Maximum frame rate of the MJPEG previews.")
     osc: OscConfig = Field(default_factory=OscConfig)
-    trackers: list[TrackerConfig] = Field(default_factory=default_trackers, max_length=16)
+    trackers: list[TrackerConfig] = Field(default_factory=default_trackers, max_length=128)
 
     @field_validator("affinity_mask")
     @classmethod
