@@ -25,6 +25,11 @@ DEFAULT_NAMES = {
 }
 
 
+def unprocessable(message: str, *loc: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors (the schema `/docs` declares for 422)."""
+    return HTTPException(422, [{"loc": ["body", *loc], "msg": message, "type": "value_error"}])
+
+
 def _changed(context: ServiceContext, new: EtvrConfig) -> EtvrConfig:
     context.supervisor.reconcile(new)
     return new
@@ -48,7 +53,21 @@ def get_config(context: Context) -> EtvrConfig:
     return context.store.config
 
 
-@router.post("/config", response_model=EtvrConfig, summary="Partial update (deep merge), validated as a whole")
+PARTIAL_CONFIG_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/EtvrConfig"}}},
+        "description": "Any part of the config: objects merge key by key, lists replace. Unknown keys are refused.",
+    }
+}
+
+
+@router.post(
+    "/config",
+    response_model=EtvrConfig,
+    summary="Partial update (deep merge), validated as a whole",
+    openapi_extra=PARTIAL_CONFIG_BODY,
+)
 def update_config(
     context: Context, patch: Annotated[JsonObject, Body(description="Any part of the config")]
 ) -> EtvrConfig:
@@ -106,7 +125,7 @@ def create_tracker(
 def _upsert_devices(context: ServiceContext, devices: list[GuiDeviceRequest]) -> EtvrConfig:
     positions = [d.position for d in devices]
     if len(set(positions)) != len(positions):
-        raise HTTPException(422, f"devices name a position more than once: {positions}")
+        raise unprocessable(f"devices name a position more than once: {positions}", "devices")
     with context.store.lock:
         doc = context.store.config.model_dump(mode="json")
         for device in devices:
@@ -157,15 +176,13 @@ def update_tracker(
 ) -> Any:
     if uuid is None:
         if "devices" not in body:
-            raise HTTPException(
-                422, 'give ?uuid= to update a tracker, or a body {"devices": [...]} to upsert by position'
-            )
+            raise unprocessable('give ?uuid= to update a tracker, or a body {"devices": [...]} to upsert by position')
         request = GuiDevicesRequest.model_validate(body)
         return _upsert_devices(context, request.devices).model_dump(mode="json")
     with context.store.lock:
         current = _tracker_or_404(context.store.config, uuid).model_dump(mode="json")
         if "uuid" in body and body["uuid"] != uuid:
-            raise HTTPException(422, "a tracker's uuid cannot be changed")
+            raise unprocessable("a tracker's uuid cannot be changed", "uuid")
         _replace_tracker(context, uuid, deep_merge(current, body))
     return _tracker_or_404(context.store.config, uuid).model_dump(mode="json")
 
