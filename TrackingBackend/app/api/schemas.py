@@ -83,3 +83,9 @@ class HealthResponse(BaseModel):
 class CommandResponse(BaseModel):
     command: str
     trackers: list[str] = Field(description="uuids of the running trackers the command reached.")
+
+
+class RecordingResponse(BaseModel):
+    path: str = Field(description="The video file (MJPEG in AVI) in the user data dir.")
+    recording: bool
+    frames: int = Field(0, description="Frames written (known when the recording stops).")

@@ -18,6 +18,7 @@ from app.camera.preprocess import Preprocessor
 from app.config.models import CameraConfig, EtvrConfig
 from app.runtime.frames import FrameTooLargeError, FrameWriter, SharedFrameStore
 from app.runtime.previews import PreviewPublisher, PreviewSlot, draw_roi
+from app.runtime.recording import Recorder
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
 
@@ -70,6 +71,7 @@ def run_camera_loop(
     should_stop: Callable[[], bool],
     status: StatusPublisher,
     preview: PreviewPublisher | None = None,
+    recorder: Recorder | None = None,
 ) -> None:
 
     backoff_s = BACKOFF_FIRST_S
@@ -102,6 +104,8 @@ def run_camera_loop(
                 frame = source.read(READ_TIMEOUT_S)
                 if frame is None:
                     continue
+                if recorder is not None:
+                    recorder.feed(frame.gray)
                 if prepared_for is not control.camera:
                     prepared_for = control.camera
                     preprocessor = Preprocessor.from_config(prepared_for)
@@ -131,6 +135,8 @@ def run_camera_loop(
             logger.warning("camera %s lost: %s", camera.capture_source, exc)
         finally:
             source.close()
+            if recorder is not None:
+                recorder.close()
     status.set(state="stopped", fps=0.0)
 
 
@@ -168,10 +174,17 @@ class CameraShell:
         preview_name, preview_viewers = channels["preview"]
         preview_slot = PreviewSlot(preview_name, preview_viewers)
         preview = PreviewPublisher(preview_slot, config.preview_fps)
+        recorder = Recorder(channels["recording"])
         stop_flag = self.process.stop_flag
         try:
             run_camera_loop(
-                self.control, make_configured_source, writer, lambda: bool(stop_flag.value), self.status, preview
+                self.control,
+                make_configured_source,
+                writer,
+                lambda: bool(stop_flag.value),
+                self.status,
+                preview,
+                recorder,
             )
         finally:
             del writer

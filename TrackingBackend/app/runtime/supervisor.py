@@ -23,6 +23,7 @@ from app.config.store import ConfigStore
 from app.runtime.frames import DEFAULT_MAX_FRAME_BYTES, DEFAULT_SLOTS, SharedFrameStore
 from app.runtime.logs import UplinkReader
 from app.runtime.previews import PREVIEW_KINDS, PreviewFrame, PreviewSlot
+from app.runtime.recording import RecordingControl, recording_path
 from app.runtime.results import ResultBoard
 from app.runtime.worker import SPAWN, WorkerProcess, new_stop_flag, watch_parent
 
@@ -67,6 +68,7 @@ class TrackerRuntime:
     commands_tx: Connection
     stop_flag: Any
     previews: dict[str, PreviewSlot]
+    recording: RecordingControl = field(default_factory=RecordingControl)
     slots: dict[str, ProcessSlot] = field(default_factory=dict)
 
     @property
@@ -191,6 +193,25 @@ class Supervisor:
                 with self._lock:
                     counter.value = max(0, counter.value - 1)
 
+    def start_recording(self, tracker_uuid: str, folder: Path) -> Path | None:
+        """Start recording a running tracker's raw frames into `folder`; the new file's path, or None."""
+        with self._lock:
+            rt = self._runtimes.get(tracker_uuid)
+            if rt is None:
+                return None
+            path = recording_path(folder, rt.tracker.name or rt.uuid)
+            rt.recording.start(path)
+            return path
+
+    def stop_recording(self, tracker_uuid: str) -> tuple[Path, int] | None:
+        """Stop a recording; its path and the frames written, or None when none was running."""
+        with self._lock:
+            rt = self._runtimes.get(tracker_uuid)
+            if rt is None or not rt.recording.active.value:
+                return None
+            rt.recording.stop()
+            return Path(rt.recording.path.value.decode("utf-8")), int(rt.recording.frames.value)
+
     def preview_viewers(self, tracker_uuid: str, kind: str) -> int:
         rt = self._runtimes.get(tracker_uuid)
         return int(rt.previews[kind].viewers.value) if rt is not None else 0
@@ -273,7 +294,12 @@ class Supervisor:
         ring = {"frame_store_name": store.name, "frame_slots": store.slots, "max_frame_bytes": store.max_frame_bytes}
         channels: dict[str, Any]
         if kind == "camera":
-            channels = {**ring, "frames_tx": rt.frames_tx, "preview": self._preview_channel(rt, "camera")}
+            channels = {
+                **ring,
+                "frames_tx": rt.frames_tx,
+                "preview": self._preview_channel(rt, "camera"),
+                "recording": rt.recording.channel(),
+            }
         elif kind == "tracker":
             channels = {
                 **ring,

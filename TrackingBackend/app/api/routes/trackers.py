@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 
 from app.api.context import ServiceContext, get_context
-from app.api.schemas import CommandResponse, TrackerStatusResponse
+from app.api.schemas import CommandResponse, RecordingResponse, TrackerStatusResponse
+from app.paths import data_dir
 
 router = APIRouter(prefix="/etvr/trackers", tags=["trackers"])
 Context = Annotated[ServiceContext, Depends(get_context)]
@@ -48,3 +49,30 @@ def calibrate(context: Context, uuid: str) -> CommandResponse:
 @router.post("/{uuid}/recenter", response_model=CommandResponse, summary="Make the current gaze the centre")
 def recenter(context: Context, uuid: str) -> CommandResponse:
     return _command(context, "recenter", uuid)
+
+
+def _running_tracker(context: ServiceContext, uuid: str) -> None:
+    if context.store.config.tracker(uuid) is None:
+        raise HTTPException(404, f"no tracker with uuid {uuid!r}")
+    if not context.supervisor.is_running_tracker(uuid):
+        raise HTTPException(409, f"tracker {uuid!r} is not running; start tracking first")
+
+
+@router.post("/{uuid}/record/start", response_model=RecordingResponse, summary="Record the raw camera frames")
+def record_start(context: Context, uuid: str) -> RecordingResponse:
+    """Frames go to a new MJPEG/AVI file in the user data dir's `recordings` folder until `record/stop`."""
+    _running_tracker(context, uuid)
+    path = context.supervisor.start_recording(uuid, data_dir() / "recordings")
+    if path is None:
+        raise HTTPException(409, f"tracker {uuid!r} is not running")
+    return RecordingResponse(path=str(path), recording=True)
+
+
+@router.post("/{uuid}/record/stop", response_model=RecordingResponse, summary="Stop recording")
+def record_stop(context: Context, uuid: str) -> RecordingResponse:
+    _running_tracker(context, uuid)
+    stopped = context.supervisor.stop_recording(uuid)
+    if stopped is None:
+        raise HTTPException(409, f"tracker {uuid!r} is not recording")
+    path, frames = stopped
+    return RecordingResponse(path=str(path), recording=False, frames=frames)
