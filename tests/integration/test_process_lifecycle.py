@@ -97,3 +97,32 @@ def test_sigterm_stops_cleanly_within_3_s(service: Service) -> None:
     assert time.monotonic() - started < 3.0
     assert "tracker L stopped" in service.log() and "app.api.app: stopped" in service.log()
     assert wait_until(lambda: not alive(descendants), 1.0), f"left: {alive(descendants)}"
+
+
+def test_affinity_mask_pins_the_workers(tmp_path: Path) -> None:
+    if not hasattr(psutil.Process(), "cpu_affinity"):
+        pytest.skip("this OS has no CPU affinity")
+    with Service(tmp_path / "tracker-config.json") as service:
+        service.post("/etvr/config", json={**TWO_IDLE_TRACKERS, "affinity_mask": "0x1"})
+        service.get("/etvr/start")
+        pids = list(worker_pids(service).values())
+        assert len(pids) == 6
+
+        def pinned() -> bool:
+            return all(psutil.Process(pid).cpu_affinity() == [0] for pid in pids)
+
+        assert wait_until(pinned, 10.0)
+
+
+def test_demo_mode_starts_two_virtual_eye_trackers_at_once(tmp_path: Path) -> None:
+    with Service(tmp_path / "demo-config.json", args=["--demo"]) as service:
+        assert service.get("/etvr/status").json() is True
+        trackers = service.get("/etvr/trackers/status").json()
+        running = [t for t in trackers if t["running"]]
+        assert {t["tracker_position"] for t in running} == {"LEFT_EYE", "RIGHT_EYE"}
+        assert all(t["enabled"] for t in running)
+        sources = {t["camera"]["capture_source"] for t in service.get("/etvr/config/trackers").json() if t["enabled"]}
+        assert sources == {"virtual"}
+        assert wait_until(
+            lambda: all(t["fps"] > 30 for t in service.get("/etvr/trackers/status").json() if t["running"]), 15.0
+        )
