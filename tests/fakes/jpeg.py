@@ -32,7 +32,8 @@ def frame_index_of(gray: npt.NDArray[np.uint8]) -> int:
     bar_w = gray.shape[1] // INDEX_BITS
     index = 0
     for bit in range(INDEX_BITS):
-        block = gray[2 : _BAR_ROWS - 2, bit * bar_w + 3 : (bit + 1) * bar_w - 3]
+        margin = max(1, bar_w // 4)  # stay clear of JPEG ringing at the block edges
+        block = gray[2 : _BAR_ROWS - 2, bit * bar_w + margin : (bit + 1) * bar_w - margin]
         if float(block.mean()) > 128:
             index |= 1 << bit
     return index

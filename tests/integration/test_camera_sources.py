@@ -5,16 +5,27 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Protocol, TypeVar
 
+import cv2
+import numpy as np
 import pytest
 
 from app.camera.base import CapturedFrame, FrameSource, SourceError
+from app.camera.factory import make_source, open_source
 from app.camera.mjpeg_http import MjpegHttpSource, forget_resolved_host, resolve_host
-from tests.fakes.jpeg import frame_index_of, make_jpegs
+from app.camera.openiris_serial import OpenIrisSerialSource, default_baud
+from app.camera.sources import SourceKind, parse_capture_source
+from app.camera.uvc import UvcSource
+from app.camera.video_file import VideoFileSource
+from tests.fakes.jpeg import eye_like_image, frame_index_of, make_jpegs
 from tests.fakes.openiris_http import FakeOpenIrisHttpServer, MdnsAdvertisement, StreamFaults
+from tests.fakes.openiris_serial import FakeOpenIrisSerialCamera, SerialFaults
 
 JPEGS = make_jpegs(64)
+SMALL_JPEGS = make_jpegs(64, width=96, height=72)
+VIDEO_SIZE = (96, 72)
 FrameSourceT = TypeVar("FrameSourceT", bound=FrameSource)
 
 
@@ -206,3 +217,179 @@ def test_http_resolves_local_names_over_mdns(camera: FakeOpenIrisHttpServer, tra
     forget_resolved_host(f"{name}.local")
     with pytest.raises(SourceError, match="not found"):
         resolve_host(f"{name}-gone.local", 80, timeout_s=0.3, mdns_interfaces=["127.0.0.1"])
+
+
+# --- OpenIris over USB serial (a pseudo-terminal) ---
+
+
+@pytest.fixture
+def serial_camera() -> Iterator[FakeOpenIrisSerialCamera]:
+    with FakeOpenIrisSerialCamera(JPEGS, fps=200) as camera:
+        yield camera
+
+
+def test_serial_reads_packets_through_a_pty(serial_camera: FakeOpenIrisSerialCamera, track: Tracker) -> None:
+    assert parse_capture_source(serial_camera.port).kind is SourceKind.SERIAL
+    source = track(OpenIrisSerialSource(serial_camera.port))
+    source.open()
+    frames = _read_frames(source, 10)
+    indices = [frame_index_of(f.gray) for f in frames]
+    assert indices == sorted(indices) and len(set(indices)) == 10
+    assert all(f.gray.shape == (240, 240) for f in frames)
+    assert source.counters.corrupt == 0 and source.parser.counters.rejected == 0
+    assert source.counters.received == source.counters.decoded + source.dropped_stale
+
+
+def test_serial_survives_text_garbage_truncation_and_huge_lengths(track: Tracker) -> None:
+    faults = SerialFaults(text_every=2, garbage_every=3, truncate_every=4, huge_length_every=5)
+    with FakeOpenIrisSerialCamera(JPEGS, fps=200, faults=faults) as camera:
+        source = track(OpenIrisSerialSource(camera.port))
+        source.open()
+        frames = _read_frames(source, 15)
+    indices = [frame_index_of(f.gray) for f in frames]
+    assert not any(i % 4 == 3 for i in indices), indices  # the truncated ones never come out
+    assert indices == sorted(indices)
+    assert source.counters.corrupt >= 4
+    assert source.parser.counters.bytes_skipped > 0
+    assert source.counters.received == source.counters.decoded + source.counters.corrupt + source.dropped_stale
+
+
+def test_serial_slow_reader_gets_the_newest_packet(track: Tracker) -> None:
+    # Small frames, so that the pty (about 64 KiB of buffer, like a USB CDC driver) can hold a backlog.
+    with FakeOpenIrisSerialCamera(SMALL_JPEGS, fps=250) as camera:
+        source = track(OpenIrisSerialSource(camera.port))
+        source.open()
+        lags: list[int] = []
+        for _ in range(4):
+            time.sleep(0.1)
+            frame = source.read(1.0)
+            assert frame is not None
+            lags.append((camera.frames_sent - 1 - frame_index_of(frame.gray)) % len(SMALL_JPEGS))
+    assert source.dropped_stale >= 40
+    assert all(lag <= 6 for lag in lags), lags
+
+
+def test_serial_unplugged_port_raises_and_cannot_be_reopened(track: Tracker) -> None:
+    camera = FakeOpenIrisSerialCamera(JPEGS, fps=100).start()
+    source = track(OpenIrisSerialSource(camera.port, stall_timeout_s=5.0))
+    source.open()
+    _read_frames(source, 2)
+    camera.stop()
+    with pytest.raises(SourceError, match="lost"):
+        _read_frames(source, 50)
+    source.close()
+    with pytest.raises(SourceError, match="cannot open serial port"):
+        source.open()
+
+
+def test_serial_stall_raises(track: Tracker) -> None:
+    with FakeOpenIrisSerialCamera(JPEGS, fps=100, faults=SerialFaults(stall_after_frames=2)) as camera:
+        source = track(OpenIrisSerialSource(camera.port, stall_timeout_s=0.3))
+        source.open()
+        _read_frames(source, 1)
+        started = time.monotonic()
+        with pytest.raises(SourceError, match="stalled"):
+            for _ in range(20):
+                source.read(0.1)
+        assert time.monotonic() - started < 1.0
+
+
+def test_serial_default_baud_per_platform() -> None:
+    assert default_baud("linux") == 3_000_000 and default_baud("win32") == 3_000_000
+    assert default_baud("darwin") == 115_200
+    assert OpenIrisSerialSource("COM3", 0).baud == default_baud()
+    assert OpenIrisSerialSource("COM3", 921_600).baud == 921_600
+
+
+# --- Video files and UVC ---
+
+
+@pytest.fixture(scope="module")
+def video_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "eye.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 50.0, VIDEO_SIZE)
+    assert writer.isOpened()
+    for index in range(10):
+        writer.write(cv2.cvtColor(eye_like_image(index, *VIDEO_SIZE), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def test_video_file_loops_unpaced(video_path: Path, track: Tracker) -> None:
+    source = track(VideoFileSource(video_path, paced=False))
+    source.open()
+    assert source.fps == pytest.approx(50.0) and source.frame_count == 10
+    frames = _read_frames(source, 25)
+    assert [frame_index_of(f.gray) for f in frames] == [i % 10 for i in range(25)]
+    assert frames[0].gray.shape == (VIDEO_SIZE[1], VIDEO_SIZE[0]) and frames[0].gray.dtype.name == "uint8"
+    assert source.loops == 2 and source.counters.decoded == 25
+
+
+def test_video_file_paced_at_its_own_fps(video_path: Path, track: Tracker) -> None:
+    source = track(VideoFileSource(video_path, paced=True))
+    source.open()
+    assert source.read(1.0) is not None
+    assert source.read(0.001) is None  # the next frame is due 20 ms after the first
+    frames = _read_frames(source, 16)
+    intervals = np.diff([f.capture_ts for f in frames])
+    assert float(np.median(intervals)) == pytest.approx(0.02, abs=0.004)
+    assert frames[-1].capture_ts - frames[0].capture_ts >= 15 * 0.02 * 0.9
+
+
+def test_video_file_without_loop_ends(video_path: Path, track: Tracker) -> None:
+    source = track(VideoFileSource(video_path, paced=False, loop=False))
+    source.open()
+    assert len(_read_frames(source, 10)) == 10
+    assert source.read(0.01) is None and source.ended
+
+
+def test_video_file_missing_or_not_a_video(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="not found"):
+        VideoFileSource(tmp_path / "nope.mp4").open()
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"this is not a video" * 10)
+    with pytest.raises(SourceError, match="cannot open"):
+        VideoFileSource(junk).open()
+
+
+def test_uvc_missing_camera_fails_with_a_clear_message() -> None:
+    with pytest.raises(SourceError, match="does not exist"):
+        UvcSource("/dev/video63").open()
+    with pytest.raises(SourceError, match="cannot open UVC camera 63"):
+        UvcSource("63").open()
+
+
+def test_uvc_reader_delivers_grey_frames(video_path: Path, track: Tracker) -> None:
+    """No webcam here: the same cv2.VideoCapture path, driven by the FFmpeg backend on a file."""
+    source = track(UvcSource(str(video_path), backends=[cv2.CAP_FFMPEG]))
+    source.open()
+    frames = _read_frames(source, 3)
+    assert [frame_index_of(f.gray) for f in frames] == [0, 1, 2]
+    assert source.mode.endswith("fps")
+
+
+# --- The factory ---
+
+
+def test_factory_opens_each_kind(
+    camera: FakeOpenIrisHttpServer, serial_camera: FakeOpenIrisSerialCamera, video_path: Path, track: Tracker
+) -> None:
+    for capture_source, kind in [
+        (camera.url, MjpegHttpSource),
+        (serial_camera.port, OpenIrisSerialSource),
+        (str(video_path), VideoFileSource),
+    ]:
+        source = track(open_source(capture_source, paced=False))
+        assert isinstance(source, kind)
+        assert source.read(2.0) is not None
+    virtual = track(open_source("virtual", paced=False))
+    frame = virtual.read(1.0)
+    assert frame is not None and frame.truth is not None
+
+
+def test_factory_refuses_nothing_and_nonsense() -> None:
+    with pytest.raises(SourceError, match="no capture_source configured"):
+        open_source("")
+    with pytest.raises(SourceError, match="Accepted forms"):
+        open_source("rtsp://camera/stream")
+    assert isinstance(make_source("/dev/ttyACM0", serial_baud=115_200), OpenIrisSerialSource)

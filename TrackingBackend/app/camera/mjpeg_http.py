@@ -20,10 +20,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import cv2
-import numpy as np
-
-from app.camera.base import CapturedFrame, GrayImage, SourceCounters, SourceError
+from app.camera.base import CapturedFrame, SourceCounters, SourceError
+from app.camera.jpeg import decode_gray
 from app.camera.mjpeg_framing import (
     DEFAULT_MAX_PART_BYTES,
     MAX_RESPONSE_HEAD_BYTES,
@@ -125,15 +123,6 @@ def resolve_host(host: str, port: int, *, timeout_s: float = 2.0, mdns_interface
             return address
         raise SourceError(f"camera host {host!r} not found (system resolver and mDNS both failed)")
     raise SourceError(f"camera host {host!r} not found")
-
-
-def decode_gray(jpeg: bytes) -> GrayImage | None:
-    """Decode a JPEG to 8-bit grey; None when it does not decode."""
-    image = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-    if image is None or image.ndim != 2 or image.size == 0:
-        return None
-    gray: GrayImage = np.asarray(image, dtype=np.uint8)
-    return gray
 
 
 class MjpegHttpSource:
