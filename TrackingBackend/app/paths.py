@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -11,6 +12,16 @@ APP_NAME = "ETVR"
 APP_AUTHOR = "EyeTrackVR"
 CONFIG_FILE_NAME = "tracker-config.json"
 DEMO_CONFIG_FILE_NAME = "demo-config.json"
+
+
+def assets_dir() -> Path:
+    """The dashboard's static files: `assets/` beside the `app` package, or in a PyInstaller bundle's
+    unpack dir (`sys._MEIPASS`, where the spec must put them as `assets`)."""
+    package_side = Path(__file__).resolve().parent.parent / "assets"
+    bundle = getattr(sys, "_MEIPASS", None)
+    if bundle is not None and (Path(bundle) / "assets").is_dir():
+        return Path(bundle) / "assets"
+    return package_side
 
 
 def config_dir() -> Path:
