@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from app.camera.base import CapturedFrame, FrameSource, SourceError
+from app.camera.discovery import list_cameras, list_video_devices
 from app.camera.factory import make_source, open_source
 from app.camera.mjpeg_http import MjpegHttpSource, forget_resolved_host, resolve_host
 from app.camera.openiris_serial import OpenIrisSerialSource, default_baud
@@ -393,3 +394,43 @@ def test_factory_refuses_nothing_and_nonsense() -> None:
     with pytest.raises(SourceError, match="Accepted forms"):
         open_source("rtsp://camera/stream")
     assert isinstance(make_source("/dev/ttyACM0", serial_baud=115_200), OpenIrisSerialSource)
+
+
+# --- Discovery ---
+
+
+def test_discovery_finds_an_advertised_openiris_camera() -> None:
+    name = f"etvr-disc-{uuid.uuid4().hex[:8]}"
+    with MdnsAdvertisement(name, stream_port=8123, api_port=81):
+        started = time.monotonic()
+        cameras = list_cameras(mdns_timeout_s=1.0, mdns_interfaces=["127.0.0.1"])
+        elapsed_s = time.monotonic() - started
+    ours = [c for c in cameras if c.kind is SourceKind.HTTP_MJPEG and name in c.name]
+    assert len(ours) == 1, cameras
+    assert ours[0].capture_source == f"http://{name}.local:8123/"
+    assert ours[0].details["api_port"] == "81" and "127.0.0.1" in ours[0].details["addresses"]
+    assert parse_capture_source(ours[0].capture_source).kind is SourceKind.HTTP_MJPEG
+    assert elapsed_s < 2.5
+
+
+def test_discovery_without_multicast_lists_the_rest_and_does_not_raise() -> None:
+    # An interface address this machine does not have: zeroconf cannot start, as on a host without multicast.
+    cameras = list_cameras(mdns_timeout_s=0.3, mdns_interfaces=["203.0.113.7"])
+    assert all(c.kind is not SourceKind.HTTP_MJPEG for c in cameras)
+    for camera in cameras:
+        assert parse_capture_source(camera.capture_source).kind is camera.kind
+
+
+def test_discovery_lists_video_device_files(tmp_path: Path) -> None:
+    dev, sysfs = tmp_path / "dev", tmp_path / "sys"
+    for node in ("video10", "video0", "video1", "videox", "vhci"):
+        (dev / node).parent.mkdir(parents=True, exist_ok=True)
+        (dev / node).touch()
+    (sysfs / "video0").mkdir(parents=True)
+    (sysfs / "video0" / "name").write_text("OpenIris: UVC Camera\n")
+    (sysfs / "video0" / "index").write_text("0\n")
+    cameras = list_video_devices(dev, sysfs, platform="linux")
+    assert [c.capture_source for c in cameras] == ["/dev/video0", "/dev/video1", "/dev/video10"]
+    assert cameras[0].name == "OpenIris: UVC Camera (/dev/video0)" and cameras[0].details["node_index"] == "0"
+    assert all(c.kind is SourceKind.UVC for c in cameras)
+    assert list_video_devices(dev, sysfs, platform="win32") == []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from app.camera.base import CapturedFrame, SourceCounters, SourceError
+from app.camera.discovery import interfaces_present
 from app.camera.jpeg import decode_gray
 from app.camera.mjpeg_framing import (
     DEFAULT_MAX_PART_BYTES,
@@ -79,6 +80,9 @@ def _os_resolve(host: str, port: int, timeout_s: float) -> str | None:
 
 
 def _mdns_resolve(host: str, timeout_s: float, interfaces: list[str] | None) -> str | None:
+    if interfaces and not interfaces_present(interfaces):
+        logger.warning("mDNS is unavailable for resolving %s: interfaces %s are not on this host", host, interfaces)
+        return None
     try:
         from zeroconf import AddressResolverIPv4, IPVersion, Zeroconf  # type: ignore[attr-defined]
 
