@@ -196,7 +196,11 @@ class MjpegHttpSource:
         self._last_rx_ts = now
         self._last_frame_ts = now
         if body_start:
-            self._early_parts = [(part, now) for part in self._feed(body_start)]
+            try:
+                self._early_parts = [(part, now) for part in self._feed(body_start)]
+            except SourceError:
+                self.close()
+                raise
 
     def _read_response_head(self, sock: socket.socket) -> bytes:
         """Read and check the HTTP head; returns the body bytes that came with it."""
