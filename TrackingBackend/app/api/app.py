@@ -18,8 +18,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app import __version__
 from app.api.context import ServiceContext
+from app.api.routes import cameras as camera_routes
 from app.api.routes import config as config_routes
 from app.api.routes import control as control_routes
+from app.api.routes import dashboard as dashboard_routes
+from app.api.routes import feeds as feed_routes
+from app.api.routes import live as live_routes
 from app.api.routes import trackers as tracker_routes
 from app.api.security import TokenAuth
 from app.config.models import EtvrConfig
@@ -151,4 +155,8 @@ def create_app(
     app.include_router(control_routes.router)
     app.include_router(config_routes.router)
     app.include_router(tracker_routes.router)
+    app.include_router(camera_routes.router)
+    app.include_router(feed_routes.router)
+    app.include_router(live_routes.router)
+    app.include_router(dashboard_routes.router)
     return app
