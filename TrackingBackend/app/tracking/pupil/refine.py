@@ -27,6 +27,11 @@ MIN_EDGE_POINTS = 8
 EDGE_FIT_ITERATIONS = 2
 EDGE_INLIER_PX = 1.0
 MIN_AXIS_RATIO = 0.35
+# Outline points whose outside (sampled this far out) differs from the outline's median outside by more than
+# IRIS_TOLERANCE x (iris - pupil) border an occluder; at least this fraction of the outline must remain.
+OUTSIDE_STEPS_PX = (2.0, 3.0, 4.0)
+IRIS_TOLERANCE = 0.3
+OCCLUSION_MIN_KEPT = 0.4
 _KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, OUTLINE_SAMPLES, endpoint=False)
 _COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
@@ -118,6 +123,7 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
     glints = as_u8(cv2.dilate(glints, _KERNEL_3, iterations=2))
     points = contour[:, 0, :]
     clean = points[glints[points[:, 1], points[:, 0]] == 0]
+    clean = _iris_bordered(roi, clean, inside_level)
     fit_points = clean if len(clean) >= max(5, len(points) // 2) else points
     (ex, ey), (ew, eh), angle = fit_ellipse(fit_points)
     if len(fit_points) < len(points) and max(ew, eh) < 2.0 * half:
@@ -134,6 +140,37 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
     if min(ew, eh) < MIN_AXIS_RATIO * max(ew, eh):
         confidence *= 0.5
     return PupilResult(float(ex + x0), float(ey + y0), float(ew), float(eh), float(angle), confidence, algorithm)
+
+
+def _iris_bordered(roi: GrayU8, points: npt.NDArray[np.int32], inside_level: float) -> npt.NDArray[np.int32]:
+    """Outline points whose outside looks like the rest of the outline's outside (the iris).
+
+    A lid or lashes cutting the pupil leave a chord whose outside is skin, lid margin or lash, not iris; an
+    ellipse fitted through that chord is pulled towards the visible part's centroid.
+    """
+    if len(points) < 2 * MIN_EDGE_POINTS:
+        return points
+    centre = points.mean(axis=0)
+    offsets = points - centre
+    norms = np.maximum(np.hypot(offsets[:, 0], offsets[:, 1]), 1e-6)
+    unit = offsets / norms[:, None]
+    height, width = roi.shape
+    samples = []
+    for step_px in OUTSIDE_STEPS_PX:
+        xs = np.clip(np.rint(points[:, 0] + unit[:, 0] * step_px).astype(np.int64), 0, width - 1)
+        ys = np.clip(np.rint(points[:, 1] + unit[:, 1] * step_px).astype(np.int64), 0, height - 1)
+        samples.append(roi[ys, xs].astype(np.float32))
+    outside = np.asarray(samples)
+    iris = float(np.median(outside))
+    contrast = iris - inside_level
+    if contrast <= 0:
+        return points
+    # Every sample must look like iris: a thin dark lid margin before bright skin averages to iris grey.
+    keep = np.max(np.abs(outside - iris), axis=0) <= IRIS_TOLERANCE * contrast
+    if np.count_nonzero(keep) < max(MIN_EDGE_POINTS, OCCLUSION_MIN_KEPT * len(points)):
+        return points
+    kept: npt.NDArray[np.int32] = points[keep]
+    return kept
 
 
 def ellipse_distance_px(points: npt.NDArray[np.float64], ellipse: Ellipse) -> npt.NDArray[np.float64]:
