@@ -131,6 +131,7 @@ class VirtualEyePreset:
     vignetting: float = 0.3  # gain lost in the frame corners
     jpeg_quality: int = 85  # 0 = no JPEG round trip
     texture_seed: int = 7  # skin, iris, lashes and glint layout
+    script: str = "natural"  # behaviour: "natural" (GazeScript) or "step" (StepScript, for step responses)
 
 
 PRESETS: dict[str, VirtualEyePreset] = {
@@ -182,6 +183,12 @@ PRESETS: dict[str, VirtualEyePreset] = {
         vignetting=0.0,
         jpeg_quality=0,
     ),
+    # Benchmarks (`bench pipeline`): the default eye at a camera's rates, unpaced, and a gaze step.
+    "bench60": VirtualEyePreset(fps=60.0),
+    "bench90": VirtualEyePreset(fps=90.0),
+    "bench120": VirtualEyePreset(fps=120.0),
+    "unthrottled": VirtualEyePreset(fps=1_000_000.0),
+    "step": VirtualEyePreset(fps=90.0, script="step"),
 }
 
 
@@ -856,6 +863,21 @@ class GazeScript:
         )
 
 
+class StepScript:
+    """Gaze x holds -amplitude, then jumps to +amplitude every `half_period_s`; eyes open, no blinks.
+
+    For step-response measurements: the jump happens at exactly `k * half_period_s` of script time.
+    """
+
+    def __init__(self, amplitude: float = 0.5, half_period_s: float = 2.0) -> None:
+        self.amplitude = amplitude
+        self.half_period_s = half_period_s
+
+    def state_at(self, t_s: float) -> EyeState:
+        high = math.floor(t_s / self.half_period_s) % 2 == 1
+        return EyeState(gaze_x=self.amplitude if high else -self.amplitude, gaze_y=0.0, openness=1.0, dilation=0.5)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The camera source
 
@@ -902,7 +924,7 @@ class VirtualEyeSource:
         self.counters = SourceCounters()
         self._clock = clock
         self._sleep = sleep
-        self._script = GazeScript(seed)
+        self._script: GazeScript | StepScript = StepScript() if self.preset.script == "step" else GazeScript(seed)
         self._rng = np.random.default_rng(seed)
         self._pacing: _Pacing | None = None
         self._period_s = 1.0 / self.fps
