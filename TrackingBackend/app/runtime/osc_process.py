@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,26 @@ from app.runtime.worker_host import StatusPublisher
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.1
+
+# Opt-in diagnostic for `bench pipeline` (env ETVR_BENCH_LATENCY=1, off by default): after each update's
+# datagrams, one more to the same target, `/etvr/bench/latency ,siddd` = eye position, frame sequence,
+# capture_ts, sent_ts (monotonic seconds as OSC doubles, so no precision is lost) and the raw pupil x.
+# sent_ts is read just after the update's last sendto; latency = sent_ts - capture_ts.
+BENCH_LATENCY_ENV = "ETVR_BENCH_LATENCY"
+BENCH_LATENCY_ADDRESS = "/etvr/bench/latency"
+BENCH_LATENCY_ARGS = struct.Struct(">iddd")
+
+
+def _osc_string(text: str) -> bytes:
+    raw = text.encode("ascii")
+    return raw + b"\x00" * (4 - len(raw) % 4)
+
+
+def bench_latency_prefix(position: TrackerPosition) -> bytes | None:
+    """The constant head of this eye's latency datagram, or None when the diagnostic is off."""
+    if os.environ.get(BENCH_LATENCY_ENV, "") != "1":
+        return None
+    return _osc_string(BENCH_LATENCY_ADDRESS) + _osc_string(",siddd") + _osc_string(position.value)
 
 
 class UdpSender:
@@ -64,6 +86,7 @@ def run_osc_loop(
     status: StatusPublisher,
 ) -> None:
     updates = 0
+    bench_prefix = bench_latency_prefix(own_position)
     while not should_stop():
         if not results_rx.poll(READ_TIMEOUT_S):
             continue
@@ -79,8 +102,12 @@ def run_osc_loop(
                 if other is not None:
                     samples.append(EyeSample(position, other))
             target = (config.address, config.sending_port)
-            for datagram in compose_v1(config, fresh_eyes(samples, now)):
+            datagrams = compose_v1(config, fresh_eyes(samples, now))
+            for datagram in datagrams:
                 sender.send(datagram, target)
+            if bench_prefix is not None and datagrams:
+                args = (int(record.sequence), record.capture_ts, time.monotonic(), record.pupil_x)
+                sender.send(bench_prefix + BENCH_LATENCY_ARGS.pack(*args), target)
             updates += 1
         status.set(
             state="sending",
