@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import socket
+
     from fastapi import FastAPI
 
 DEFAULT_HOST = "127.0.0.1"
@@ -42,8 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="ETVR Backend: eye tracking for VR headsets with DIY near-IR eye cameras. "
         "Also: `ETVR analyze <video|folder> --csv OUT` runs the tracking pipeline offline.",
     )
-    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT})")
+    # Environment defaults let a launcher that passes no arguments (the desktop app, tests) choose them.
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("ETVR_HOST", DEFAULT_HOST),
+        help=f"address to listen on (default: ETVR_HOST, else {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=os.environ.get("ETVR_PORT", DEFAULT_PORT),
+        help=f"port to listen on (default: ETVR_PORT, else {DEFAULT_PORT})",
+    )
     parser.add_argument(
         "--config",
         type=Path,
@@ -74,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "analyze":
         from app.analyze import main as analyze_main
@@ -92,6 +108,7 @@ def main(argv: list[str]) -> int:
 
     import uvicorn
 
+    from app import __version__
     from app.api.app import create_app
     from app.paths import default_config_path, log_dir
     from app.runtime.logs import setup_main_logging
@@ -111,6 +128,14 @@ def main(argv: list[str]) -> int:
         token=args.token,
         extra_cors_origins=args.allow_origin,
     )
+
+    class _AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.started:
+                # The desktop app reads stdout: one line once the port accepts connections.
+                print(f"ETVR Backend {__version__} listening on {_url(args.host, args.port)}", flush=True)
+
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -119,7 +144,7 @@ def main(argv: list[str]) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=3,
     )
-    server = uvicorn.Server(config)
+    server = _AnnouncingServer(config)
     server.run()
     return 0 if server.started else 1
 
