@@ -267,7 +267,8 @@ def test_serial_slow_reader_gets_the_newest_packet(track: Tracker) -> None:
             assert frame is not None
             lags.append((camera.frames_sent - 1 - frame_index_of(frame.gray)) % len(SMALL_JPEGS))
     assert source.dropped_stale >= 40
-    assert all(lag <= 6 for lag in lags), lags
+    # A kept backlog would be 25 frames per 0.1 s sleep and growing; the tty hand-off may leave a few behind.
+    assert all(lag < 20 for lag in lags), lags
 
 
 def test_serial_unplugged_port_raises_and_cannot_be_reopened(track: Tracker) -> None:
@@ -434,3 +435,16 @@ def test_discovery_lists_video_device_files(tmp_path: Path) -> None:
     assert cameras[0].name == "OpenIris: UVC Camera (/dev/video0)" and cameras[0].details["node_index"] == "0"
     assert all(c.kind is SourceKind.UVC for c in cameras)
     assert list_video_devices(dev, sysfs, platform="win32") == []
+
+
+def test_http_flood_is_capped_at_max_fps(track: Tracker) -> None:
+    with FakeOpenIrisHttpServer(JPEGS, fps=0) as server:
+        source = track(MjpegHttpSource(server.url, max_fps=100.0))
+        source.open()
+        started = time.monotonic()
+        delivered = 0
+        while time.monotonic() - started < 0.5:
+            delivered += source.read(0.1) is not None
+    # The in-process flood competes with the reader for the GIL, so only the cap is asserted tightly.
+    assert 5 <= delivered <= 52
+    assert source.dropped_stale > delivered  # the flood arrived; only the newest frames came out

@@ -2,7 +2,8 @@
 
 Not OpenCV/FFmpeg, so that timeouts, stalls, reconnects and the backlog are ours to control:
 - `read` drains everything the socket has, decodes only the newest complete frame and counts the older
-  ones in `dropped_stale` (for gaze the freshest frame matters, never completeness).
+  ones in `dropped_stale` (for gaze the freshest frame matters, never completeness). It hands out at most
+  `max_fps` frames a second (default 240), so a flooding sender is slowed by TCP instead of by our CPU.
 - No byte for `stall_timeout_s`, or bytes but no usable frame for `no_frame_timeout_s`, raises SourceError,
   and so do a refused connection, a closed stream and a broken HTTP framing: the caller reconnects.
 - `*.local` names the OS resolver cannot resolve are looked up over mDNS (zeroconf) and cached.
@@ -41,6 +42,9 @@ RECV_BYTES = 64 * 1024
 # keep `read` busy forever.
 MAX_DRAIN_BYTES = 4 * 1024 * 1024
 MDNS_CACHE_TTL_S = 600.0
+# Real cameras send 60-90 fps. Above this rate `read` waits and lets TCP flow control slow the sender, so a
+# flooding stream cannot make the camera process spin.
+DEFAULT_MAX_FPS = 240.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,7 @@ class MjpegHttpSource:
         connect_timeout_s: float = 3.0,
         stall_timeout_s: float = 2.0,
         no_frame_timeout_s: float = 5.0,
+        max_fps: float = DEFAULT_MAX_FPS,
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
         mdns_interfaces: list[str] | None = None,
     ) -> None:
@@ -152,6 +157,8 @@ class MjpegHttpSource:
         self.connect_timeout_s = connect_timeout_s
         self.stall_timeout_s = stall_timeout_s
         self.no_frame_timeout_s = no_frame_timeout_s
+        self.max_fps = max_fps
+        self._last_delivery_ts = 0.0
         self.max_part_bytes = max_part_bytes
         self.mdns_interfaces = mdns_interfaces
         self.counters = SourceCounters()
@@ -269,6 +276,14 @@ class MjpegHttpSource:
             raise SourceError(f"camera at {self.url} is not open")
         if self._pending_error is not None:
             raise self._pending_error
+        if self.max_fps > 0:
+            wait_s = self._last_delivery_ts + 1.0 / self.max_fps - time.monotonic()
+            if wait_s > timeout_s:
+                time.sleep(max(0.0, timeout_s))
+                return None
+            if wait_s > 0:
+                time.sleep(wait_s)
+                timeout_s -= wait_s
         if self._early_parts:
             early, self._early_parts = self._early_parts, []
             if select.select([sock], [], [], 0)[0]:
@@ -334,6 +349,7 @@ class MjpegHttpSource:
             self.dropped_stale += index
             self.last_device_ts_s = part.device_ts_s
             self._last_frame_ts = rx_ts
+            self._last_delivery_ts = time.monotonic()
             return CapturedFrame(gray=gray, capture_ts=rx_ts)
         return None
 
