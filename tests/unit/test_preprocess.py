@@ -12,6 +12,7 @@ from app.camera.preprocess import (
     map_raw_to_roi,
     map_roi_to_raw,
 )
+from app.config.models import CameraConfig
 
 
 def _frame(width: int = 80, height: int = 60) -> GrayImage:
@@ -94,7 +95,8 @@ def test_flips_are_image_flips_and_map_back() -> None:
 def test_roi_crop_and_mapping_back_with_rotation() -> None:
     frame = _frame(60, 60)
     out, info = Preprocessor(rotation_deg=90, roi_x=5, roi_y=30, roi_w=20, roi_h=15).apply(frame)
-    assert out.shape == (15, 20) and info.roi == RoiRect(5, 30, 25, 45) and not info.roi_clamped
+    assert out.shape == (15, 20) and info.roi == RoiRect(5, 30, 20, 15) and not info.roi_clamped
+    assert (info.roi.x1, info.roi.y1) == (25, 45) and np.shares_memory(out, info.rotated)
     assert _marker(out) == (5, 9)  # rotated marker (10, 39) minus the ROI origin
     assert info.roi_to_raw(5, 9) == pytest.approx((20, 10))
     points = np.array([[0.0, 0.0], [19.0, 14.0], [5.0, 9.0]])
@@ -104,25 +106,33 @@ def test_roi_crop_and_mapping_back_with_rotation() -> None:
 def test_roi_outside_the_frame_is_clamped_and_reported() -> None:
     frame = _frame(80, 60)
     out, info = Preprocessor(roi_x=70, roi_y=50, roi_w=40, roi_h=40).apply(frame)
-    assert out.shape == (10, 10) and info.roi == RoiRect(70, 50, 80, 60) and info.roi_clamped
+    assert out.shape == (10, 10) and info.roi == RoiRect(70, 50, 10, 10) and info.roi_clamped
     out, info = Preprocessor(roi_x=500, roi_y=500, roi_w=40, roi_h=40).apply(frame)
     assert out.shape == (60, 80) and info.roi_clamped
     assert clamp_roi(0, 0, 0, 0, 80, 60) == (RoiRect(0, 0, 80, 60), False)
     assert clamp_roi(10, 0, 0, 20, 80, 60) == (RoiRect(0, 0, 80, 20), False)
+    assert clamp_roi(-5, 10, 20, 20, 80, 60) == (RoiRect(0, 10, 15, 20), True)
 
 
 def test_plan_is_cached_per_frame_size() -> None:
     pre = Preprocessor(rotation_deg=12.5, roi_w=30, roi_h=30)
     _, small = pre.apply(_frame(40, 40))
     _, large = pre.apply(_frame(80, 60))
-    assert pre.apply(_frame(40, 40))[1] is small
-    assert (small.frame_width_px, large.frame_width_px) == (40, 80)
+    assert pre.apply(_frame(40, 40))[1].geometry is small.geometry
+    assert (small.geometry.frame_width_px, large.geometry.frame_width_px) == (40, 80)
 
 
-def test_general_rotation_warps_straight_into_the_roi() -> None:
+def test_info_carries_the_full_rotated_frame_for_previews() -> None:
     frame = np.random.default_rng(5).integers(0, 256, size=(70, 90), dtype=np.uint8)
-    full, _ = Preprocessor(rotation_deg=33).apply(frame)
     cropped, info = Preprocessor(rotation_deg=33, roi_x=10, roi_y=20, roi_w=40, roi_h=30).apply(frame)
-    assert cropped.shape == (30, 40)
-    assert np.abs(cropped.astype(int) - full[20:50, 10:50]).max() <= 1
-    assert info.roi == RoiRect(10, 20, 50, 50)
+    full, _ = Preprocessor(rotation_deg=33).apply(frame)
+    assert info.rotated.shape == (70, 90) and np.array_equal(info.rotated, full)
+    assert np.array_equal(cropped, full[20:50, 10:50])
+    assert tuple(info.roi) == (10, 20, 40, 30)
+
+
+def test_from_config_leaves_gaze_flips_to_the_tracker() -> None:
+    camera = CameraConfig(rotation=90, flip_x_axis=True, roi_x=4, roi_y=5, roi_w=30, roi_h=20)
+    plain = Preprocessor.from_config(camera)
+    assert (plain.rotation_deg, plain.flip_x, plain.roi_w) == (90.0, False, 30)
+    assert Preprocessor.from_config(camera, image_flips=True).flip_x

@@ -9,16 +9,18 @@ whose coordinates are in the rotated frame (config `roi_*`: "pixels of the rotat
 - The ROI is a half-open rectangle [x0, x1) x [y0, y1); width/height 0 = the whole frame. An ROI that sticks
   out of the frame is clamped to it and one entirely outside falls back to the whole frame; both are reported
   in `PreprocessInfo.roi_clamped`, never raised.
-- Point coordinates put pixel centres on integers. `PreprocessInfo` carries the affine maps both ways, so a
-  point found in the ROI maps back to the raw frame (previews, analysis CSV) without the Preprocessor.
-- The returned ROI image is a view into the rotated frame (or into the input when nothing rotates or flips):
-  copy it before the input buffer is reused.
+- Point coordinates put pixel centres on integers. `PreprocessInfo.geometry` carries the affine maps both
+  ways, so a point found in the ROI maps back to the raw frame (previews, analysis CSV) without the
+  Preprocessor; the geometry is computed once per frame size and shared by all frames of that size.
+- The returned ROI image is a view into `info.rotated`, the full rotated frame (which is the input itself when
+  nothing rotates or flips): copy it before the input buffer is reused.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
@@ -26,32 +28,44 @@ import numpy.typing as npt
 
 from app.camera.base import GrayImage
 
+if TYPE_CHECKING:
+    from app.config.models import CameraConfig
+
 Affine = tuple[float, float, float, float, float, float]  # row-major 2x3
 # How much brighter than the frame's mean the area uncovered by a rotation is filled.
 ROTATION_FILL_OFFSET = 10.0
 _FAST_ANGLE_TOLERANCE_DEG = 1e-9
 
 
-@dataclass(frozen=True, slots=True)
-class RoiRect:
-    """A half-open pixel rectangle [x0, x1) x [y0, y1)."""
+class RoiRect(NamedTuple):
+    """A half-open pixel rectangle [x, x + w) x [y, y + h); unpacks as (x, y, w, h) like the config's roi_*."""
 
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
+    x: int
+    y: int
+    w: int
+    h: int
 
     @property
-    def height(self) -> int:
-        return self.y1 - self.y0
+    def x0(self) -> int:
+        return self.x
+
+    @property
+    def y0(self) -> int:
+        return self.y
+
+    @property
+    def x1(self) -> int:
+        return self.x + self.w
+
+    @property
+    def y1(self) -> int:
+        return self.y + self.h
 
 
 @dataclass(frozen=True, slots=True)
-class PreprocessInfo:
+class FrameGeometry:
+    """What depends only on the settings and the frame size: the ROI and the point maps both ways."""
+
     frame_width_px: int  # of the raw (and the rotated) frame
     frame_height_px: int
     roi: RoiRect  # the effective ROI, in rotated-frame pixels
@@ -59,13 +73,27 @@ class PreprocessInfo:
     raw_to_rotated: Affine  # flips and rotation: raw frame point -> rotated frame point
     rotated_to_raw: Affine
 
+
+@dataclass(frozen=True, slots=True)
+class PreprocessInfo:
+    rotated: GrayImage  # the full frame after flips and rotation (what the camera preview shows)
+    geometry: FrameGeometry
+
+    @property
+    def roi(self) -> RoiRect:
+        return self.geometry.roi
+
+    @property
+    def roi_clamped(self) -> bool:
+        return self.geometry.roi_clamped
+
     def roi_to_raw(self, x_px: float, y_px: float) -> tuple[float, float]:
         """A point in ROI coordinates -> the same point in raw-frame coordinates."""
-        points = map_roi_to_raw(np.array([[x_px, y_px]], dtype=np.float64), self)
+        points = map_roi_to_raw(np.array([[x_px, y_px]], dtype=np.float64), self.geometry)
         return float(points[0, 0]), float(points[0, 1])
 
     def raw_to_roi(self, x_px: float, y_px: float) -> tuple[float, float]:
-        points = map_raw_to_roi(np.array([[x_px, y_px]], dtype=np.float64), self)
+        points = map_raw_to_roi(np.array([[x_px, y_px]], dtype=np.float64), self.geometry)
         return float(points[0, 0]), float(points[0, 1])
 
 
@@ -76,17 +104,19 @@ def _apply_affine(points: npt.ArrayLike, affine: Affine) -> npt.NDArray[np.float
     return result
 
 
-def map_roi_to_raw(points_px: npt.ArrayLike, info: PreprocessInfo) -> npt.NDArray[np.float64]:
+def map_roi_to_raw(points_px: npt.ArrayLike, info: PreprocessInfo | FrameGeometry) -> npt.NDArray[np.float64]:
     """N x 2 points in ROI coordinates -> raw-frame coordinates."""
-    offset = np.array([info.roi.x0, info.roi.y0], dtype=np.float64)
+    geometry = info.geometry if isinstance(info, PreprocessInfo) else info
+    offset = np.array([geometry.roi.x, geometry.roi.y], dtype=np.float64)
     pts = np.asarray(points_px, dtype=np.float64).reshape(-1, 2) + offset
-    return _apply_affine(pts, info.rotated_to_raw)
+    return _apply_affine(pts, geometry.rotated_to_raw)
 
 
-def map_raw_to_roi(points_px: npt.ArrayLike, info: PreprocessInfo) -> npt.NDArray[np.float64]:
+def map_raw_to_roi(points_px: npt.ArrayLike, info: PreprocessInfo | FrameGeometry) -> npt.NDArray[np.float64]:
     """N x 2 points in raw-frame coordinates -> ROI coordinates (may fall outside the ROI)."""
-    rotated = _apply_affine(points_px, info.raw_to_rotated)
-    offset: npt.NDArray[np.float64] = rotated - (info.roi.x0, info.roi.y0)
+    geometry = info.geometry if isinstance(info, PreprocessInfo) else info
+    rotated = _apply_affine(points_px, geometry.raw_to_rotated)
+    offset: npt.NDArray[np.float64] = rotated - np.array([geometry.roi.x, geometry.roi.y], dtype=np.float64)
     return offset
 
 
@@ -108,8 +138,8 @@ class _SizePlan:
     """Everything that depends only on the frame size, computed once per size."""
 
     rotate_code: int | None  # cv2.rotate fast path, or None
-    rotation_matrix: npt.NDArray[np.float64] | None  # raw -> ROI warp for the general path, else None
-    info: PreprocessInfo
+    rotation_matrix: npt.NDArray[np.float64] | None  # warpAffine path, or None
+    geometry: FrameGeometry
 
 
 class Preprocessor:
@@ -133,6 +163,14 @@ class Preprocessor:
         self.roi_x, self.roi_y, self.roi_w, self.roi_h = roi_x, roi_y, roi_w, roi_h
         self._plans: dict[tuple[int, int], _SizePlan] = {}
 
+    @classmethod
+    def from_config(cls, camera: CameraConfig, *, image_flips: bool = False) -> Preprocessor:
+        """The camera section's rotation and ROI. Its flip_x_axis/flip_y_axis mirror the gaze axes in the
+        tracking pipeline, so they flip the image here only when `image_flips` is asked for."""
+        flip_x = camera.flip_x_axis if image_flips else False
+        flip_y = camera.flip_y_axis if image_flips else False
+        return cls(camera.rotation, flip_x, flip_y, camera.roi_x, camera.roi_y, camera.roi_w, camera.roi_h)
+
     def apply(self, gray: GrayImage) -> tuple[GrayImage, PreprocessInfo]:
         height, width = gray.shape[:2]
         plan = self._plans.get((width, height))
@@ -146,22 +184,19 @@ class Preprocessor:
         if plan.rotate_code is not None:
             image = np.asarray(cv2.rotate(image, plan.rotate_code), dtype=np.uint8)
         elif plan.rotation_matrix is not None:
-            # Warp straight into the ROI: pixels outside it would be thrown away anyway.
             fill = min(255.0, float(cv2.mean(image)[0]) + ROTATION_FILL_OFFSET)
-            roi = plan.info.roi
             warped = cv2.warpAffine(
                 image,
                 plan.rotation_matrix,
-                (roi.width, roi.height),
+                (width, height),
                 flags=cv2.INTER_LINEAR,
                 borderMode=cv2.BORDER_CONSTANT,
                 borderValue=fill,
             )
-            cropped: GrayImage = np.asarray(warped, dtype=np.uint8)
-            return cropped, plan.info
-        roi = plan.info.roi
-        out: GrayImage = image[roi.y0 : roi.y1, roi.x0 : roi.x1]
-        return out, plan.info
+            image = np.asarray(warped, dtype=np.uint8)
+        roi = plan.geometry.roi
+        out: GrayImage = image[roi.y : roi.y1, roi.x : roi.x1]
+        return out, PreprocessInfo(image, plan.geometry)
 
     def _plan(self, width: int, height: int) -> _SizePlan:
         flip = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
@@ -190,9 +225,7 @@ class Preprocessor:
         raw_to_rotated = _compose(rotation, flip)
         rotated_to_raw = np.asarray(cv2.invertAffineTransform(raw_to_rotated), dtype=np.float64)
         roi, clamped = clamp_roi(self.roi_x, self.roi_y, self.roi_w, self.roi_h, width, height)
-        if rotation_matrix is not None:
-            rotation_matrix = _compose(np.array([[1.0, 0.0, -roi.x0], [0.0, 1.0, -roi.y0]]), rotation_matrix)
-        info = PreprocessInfo(
+        geometry = FrameGeometry(
             frame_width_px=width,
             frame_height_px=height,
             roi=roi,
@@ -200,7 +233,7 @@ class Preprocessor:
             raw_to_rotated=_as_affine(raw_to_rotated),
             rotated_to_raw=_as_affine(rotated_to_raw),
         )
-        return _SizePlan(rotate_code, rotation_matrix, info)
+        return _SizePlan(rotate_code, rotation_matrix, geometry)
 
 
 def _near(angle_deg: float, target_deg: float) -> bool:
@@ -216,4 +249,4 @@ def clamp_roi(x: int, y: int, w: int, h: int, frame_w: int, frame_h: int) -> tup
     if cx1 <= cx0 or cy1 <= cy0:
         return RoiRect(0, 0, frame_w, frame_h), True
     clamped = (cx0, cy0, cx1, cy1) != (x0, y0, x1, y1)
-    return RoiRect(cx0, cy0, cx1, cy1), clamped
+    return RoiRect(cx0, cy0, cx1 - cx0, cy1 - cy0), clamped
