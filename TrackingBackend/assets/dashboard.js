@@ -711,7 +711,9 @@
       const button = event.currentTarget;
       button.disabled = true;
       try {
-        state.running = await api("GET", state.running ? "etvr/stop" : "etvr/start").then(() => !state.running);
+        const starting = !state.running;
+        await api("GET", starting ? "etvr/start" : "etvr/stop");
+        state.running = starting;
       } catch (error) {
         toast(error.message, "bad");
       } finally {
