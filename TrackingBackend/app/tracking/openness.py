@@ -1,10 +1,17 @@
 """Eyelid openness, blink, widen, squeeze and pupil dilation from image cues, self-calibrating per user.
 
-The main cue is the visible aperture: along a vertical band through the pupil (or where it last was), the
-run of rows darker than half-way between the iris and the skin is the part of the iris the lids leave
-uncovered. Its height over the user's relaxed baseline (a running median while the pupil is clearly seen)
-is the openness; above the baseline it is `widen`, below it with the pupil still visible it is `squeeze`.
-A missing pupil caps openness, so a closed eye reads closed even when the aperture cue is fooled by lashes.
+The lids are measured along a vertical band through the pupil (or where it last was): with glints removed,
+the run of rows darker than the profile's own dark/bright split (Otsu) is the part of the eye the lids leave
+uncovered; its ends are the upper and lower lid. Where sclera shows between the iris and a lid, the run ends
+at the iris' rim (its size is learnt from the iris' width, which the lids never cover): the search goes on
+across the sclera to the lid's dark margin, or the edge is marked censored. The user's relaxed lids are learnt online as a function of
+the pupil position (the lids follow vertical gaze, and the gap is smaller towards the eye corners): a robust
+fit that keeps the open cluster, so blinks, squints and widened eyes do not drag it.
+
+Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
+does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as
+much as the upper lid falls. A wider gap is `widen`. A missing pupil caps openness, so a closed eye reads
+closed even when the lid cue is fooled by lashes.
 """
 
 from __future__ import annotations
@@ -20,23 +27,36 @@ from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]
 
-HISTORY_FRAMES = 600
+HISTORY_FRAMES = 900
 # Baselines are refreshed every this many accepted samples (medians of a deque are not free).
 REFRESH_EVERY = 15
 MIN_BASELINE_SAMPLES = 20
 # Iris height ~ this x the pupil diameter until the user's own baseline is measured.
 DEFAULT_APERTURE_PER_PUPIL = 2.6
+# Share of a gap loss done by the lower lid: closing (blink, droop) and squinting.
+LOWER_SHARE_CLOSING, LOWER_SHARE_SQUEEZE = 0.25, 0.46
+# A full squeeze narrows the relaxed gap by about this fraction; a full widen opens it by this fraction.
+SQUEEZE_GAP_LOSS, WIDEN_GAP_GAIN = 0.4, 0.26
+# The baseline fit keeps samples whose gap is within this band (fraction of the gap) around the fit.
+BASELINE_KEEP = (-0.06, 0.1)
+BASELINE_FIT_ROUNDS = 3
+MIN_FIT_SAMPLES = 60
+# A run end this close to the iris' rim (pixels, or fraction of the iris' half-height) is the rim, not a lid;
+# the lid beyond it is searched for over this fraction of the iris' half-height.
+IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.06
+SCLERA_SEARCH = 0.8
+# The iris is at least this much wider than the pupil (a smaller run is not the iris).
+MIN_IRIS_TO_PUPIL = 1.3
 # With no pupil seen, openness is at most this (a lid cue alone is easily fooled by lashes).
 NO_PUPIL_OPENNESS_CAP = 0.15
 # Pupil visibility ramps: (value at 0, value at 1) for confidence and minor/major axis ratio.
-VISIBLE_CONFIDENCE = (0.75, 0.95)
+VISIBLE_CONFIDENCE = (0.55, 0.75)
 VISIBLE_ASPECT = (0.5, 0.7)
 # Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
 SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.4
 BLINK_ON, BLINK_OFF = 0.25, 0.4
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
-WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.08, 0.1
-DEFAULT_WIDEN_SPAN, SQUEEZE_SPAN = 0.35, 0.5
+WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
 MIN_DILATION_SAMPLES = 60
 MIN_DILATION_RANGE = 0.1
 
@@ -51,26 +71,133 @@ class LidState:
     aperture_px: float
 
 
-def _run_length(profile: npt.NDArray[np.float32], row: int, threshold: float) -> float:
-    """Length of the run of values below `threshold` around `row`, with sub-row crossings."""
-    if profile[row] >= threshold:
-        return 0.0
-    above = profile >= threshold
-    top = row
-    while top > 0 and not above[top - 1]:
+@dataclass(frozen=True, slots=True)
+class LidEdges:
+    """Upper and lower lid rows (sub-pixel, image y) at the measured column; gap = lower - upper.
+
+    A censored edge is where the dark run met bright sclera at the iris' rim rather than a lid: the lid is at
+    least that far from the pupil, but where exactly is not seen.
+    """
+
+    upper_y: float
+    lower_y: float
+    upper_censored: bool = False
+    lower_censored: bool = False
+
+    @property
+    def gap_px(self) -> float:
+        return max(self.lower_y - self.upper_y, 0.0)
+
+
+def _crossing(profile: npt.NDArray[np.float32], inside: int, outside: int, threshold: float) -> float:
+    """Sub-row position where the profile crosses `threshold` between adjacent rows inside and outside."""
+    a, b = float(profile[outside]), float(profile[inside])
+    return inside + (outside - inside) * (threshold - b) / max(a - b, 1e-6)
+
+
+def _band_profile(band: GrayU8, axis: int, glint_px: int) -> npt.NDArray[np.float32]:
+    """Mean across the band, glints removed by a grey opening along it, lightly smoothed."""
+    profile = cv2.reduce(band, axis, cv2.REDUCE_AVG, dtype=cv2.CV_32F).reshape(-1, 1)
+    profile = cv2.morphologyEx(profile, cv2.MORPH_OPEN, np.ones((glint_px, 1), np.uint8))
+    smooth: npt.NDArray[np.float32] = np.asarray(cv2.GaussianBlur(profile, (1, 5), 0)[:, 0], np.float32)
+    return smooth
+
+
+def _dark_run(profile: npt.NDArray[np.float32], start: int, threshold: float) -> tuple[int, int]:
+    """First and last index of the run of values below `threshold` containing `start`."""
+    top = start
+    while top > 0 and profile[top - 1] < threshold:
         top -= 1
-    bottom = row
-    while bottom < len(profile) - 1 and not above[bottom + 1]:
+    bottom = start
+    while bottom < len(profile) - 1 and profile[bottom + 1] < threshold:
         bottom += 1
-    length = float(bottom - top + 1)
-    # Fractional part at each end from the linear crossing.
-    if top > 0:
-        a, b = float(profile[top - 1]), float(profile[top])
-        length += (a - threshold) / max(a - b, 1e-6) - 0.5
-    if bottom < len(profile) - 1:
-        a, b = float(profile[bottom + 1]), float(profile[bottom])
-        length += (a - threshold) / max(a - b, 1e-6) - 0.5
-    return max(length, 0.0)
+    return top, bottom
+
+
+def _run_ends(profile: npt.NDArray[np.float32], start: int, threshold: float) -> tuple[float, float]:
+    top, bottom = _dark_run(profile, start, threshold)
+    first = _crossing(profile, top, top - 1, threshold) if top > 0 else top - 0.5
+    last = _crossing(profile, bottom, bottom + 1, threshold) if bottom < len(profile) - 1 else bottom + 0.5
+    return first, last
+
+
+def _iris_bright_split(profile: npt.NDArray[np.float32], centre: float, radius_px: float) -> float | None:
+    """Otsu's split of the profile around the pupil, the pupil itself left out: iris and lid lines below it,
+    sclera and skin above (with the pupil in, the split would fall between pupil and iris)."""
+    reach = int(max(7.0 * radius_px, 14.0))
+    index = np.arange(max(int(centre) - reach, 0), min(int(centre) + reach + 1, len(profile)))
+    index = index[np.abs(index - centre) > radius_px + 1.0]
+    if index.size < 8:
+        return None
+    section = np.clip(profile[index], 0, 255).astype(np.uint8).reshape(-1, 1)
+    threshold, _ = cv2.threshold(section, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
+    return float(threshold)
+
+
+def measure_lids(
+    gray: GrayU8, x: float, y: float, radius_px: float, iris_half_height_px: float | None = None
+) -> LidEdges | None:
+    """The lid edges along a band of half-width ~`radius_px` through (x, y); None when no dark run is there.
+
+    With the iris' half-height known, a run end at the iris' rim is followed across the sclera to the next
+    dark line (the upper lid's margin and lashes); when none is found the edge is reported censored.
+    """
+    height, width = gray.shape
+    half = max(int(radius_px), 2)
+    x0, x1 = max(int(x) - half, 0), min(int(x) + half + 1, width)
+    if x1 <= x0:
+        return None
+    glint_px = max(int(radius_px * 0.6) | 1, 5)
+    smooth = _band_profile(gray[:, x0:x1], 1, glint_px)
+    # The dark/bright split of the eye's neighbourhood: lids and skin above and below, the eye between.
+    threshold = _iris_bright_split(smooth, y, radius_px)
+    if threshold is None:
+        return None
+    row = int(np.clip(round(y), 0, height - 1))
+    near_lo, near_hi = max(row - half, 0), min(row + half + 1, height)
+    row = near_lo + int(np.argmin(smooth[near_lo:near_hi]))
+    if smooth[row] >= threshold:
+        return None
+    upper, lower = _run_ends(smooth, row, threshold)
+    if iris_half_height_px is None:
+        return LidEdges(upper, lower)
+    tolerance = max(IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE * iris_half_height_px)
+    upper_censored = upper <= y - iris_half_height_px + tolerance
+    lower_censored = lower >= y + iris_half_height_px - tolerance
+    search = int(iris_half_height_px * SCLERA_SEARCH)
+    if upper_censored:
+        start = int(np.floor(upper)) - 1
+        for r in range(start, max(start - search, 0), -1):
+            if smooth[r] < threshold:
+                upper, upper_censored = _crossing(smooth, r, r + 1, threshold), False
+                break
+    if lower_censored:
+        start = int(np.ceil(lower)) + 1
+        for r in range(start, min(start + search, height - 1)):
+            if smooth[r] < threshold:
+                lower, lower_censored = _crossing(smooth, r, r - 1, threshold), False
+                break
+    return LidEdges(upper, lower, upper_censored, lower_censored)
+
+
+def measure_iris_half_width(gray: GrayU8, x: float, y: float, radius_px: float) -> float | None:
+    """The iris' half-width along the pupil's row (its sides are not covered by the lids)."""
+    height, width = gray.shape
+    half = max(int(radius_px * 0.5), 1)
+    y0, y1 = max(int(y) - half, 0), min(int(y) + half + 1, height)
+    if y1 <= y0:
+        return None
+    glint_px = max(int(radius_px * 0.6) | 1, 5)
+    smooth = _band_profile(gray[y0:y1, :], 0, glint_px)
+    threshold = _iris_bright_split(smooth, x, radius_px)
+    if threshold is None:
+        return None
+    column = int(np.clip(round(x), 0, width - 1))
+    if smooth[column] >= threshold:
+        return None
+    left, right = _run_ends(smooth, column, threshold)
+    # Towards an eye corner the dark run may go on into the canthus: the nearer rim is the iris'.
+    return min(x - left, right - x)
 
 
 class _RunningMedian:
@@ -93,15 +220,94 @@ class _RunningMedian:
         return len(self.values) >= MIN_BASELINE_SAMPLES and self.median is not None
 
 
+class LidBaseline:
+    """The relaxed lids as a function of the pupil position, learnt from the frames where the pupil is seen.
+
+    The gap narrows towards the eye corners (a + c u^2, u = horizontal offset); the lower lid follows vertical
+    gaze only partly, so its offset from the pupil changes linearly with the pupil's height (a + b v + c u^2).
+    Only samples near the fit's open cluster are kept, so squints, blinks and widened eyes are left out.
+    """
+
+    def __init__(self, size: int = HISTORY_FRAMES) -> None:
+        self._samples: deque[tuple[float, float, float, float]] = deque(maxlen=size)
+        self._count = 0
+        self._gap_coef: npt.NDArray[np.float64] | None = None
+        self._lower_coef: npt.NDArray[np.float64] | None = None
+        self._centre = (0.0, 0.0)
+        self._scale = 1.0
+        self._gap_range = (0.0, 0.0)
+        self._lower_range = (0.0, 0.0)
+
+    @property
+    def ready(self) -> bool:
+        return self._gap_coef is not None
+
+    def add(self, x: float, y: float, edges: LidEdges) -> None:
+        self._samples.append((x, y, edges.gap_px, edges.lower_y - y))
+        self._count += 1
+        if len(self._samples) >= MIN_BASELINE_SAMPLES and (self._count % REFRESH_EVERY == 0 or self._gap_coef is None):
+            self._fit()
+
+    def _features(
+        self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        u = (xs - self._centre[0]) / self._scale
+        v = (ys - self._centre[1]) / self._scale
+        ones = np.ones_like(u)
+        if self._count < MIN_FIT_SAMPLES:
+            return ones[:, None], ones[:, None]
+        return np.column_stack([ones, u * u]), np.column_stack([ones, v, u * u])
+
+    def _fit(self) -> None:
+        data = np.asarray(self._samples, np.float64)
+        xs, ys, gaps, lowers = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
+        self._centre = (float(np.median(xs)), float(np.median(ys)))
+        self._scale = max(float(np.median(gaps)), 1.0)
+        gap_features, lower_features = self._features(xs, ys)
+        keep = gaps >= np.median(gaps)
+        for _ in range(BASELINE_FIT_ROUNDS):
+            if np.count_nonzero(keep) < lower_features.shape[1] * 4:
+                return
+            coef, *_ = np.linalg.lstsq(gap_features[keep], gaps[keep], rcond=None)
+            predicted = gap_features @ coef
+            residual = (gaps - predicted) / np.maximum(predicted, 1.0)
+            keep = (residual > BASELINE_KEEP[0]) & (residual < BASELINE_KEEP[1])
+        if np.count_nonzero(keep) < lower_features.shape[1] * 4:
+            return
+        gap_coef, *_ = np.linalg.lstsq(gap_features[keep], gaps[keep], rcond=None)
+        lower_coef, *_ = np.linalg.lstsq(lower_features[keep], lowers[keep], rcond=None)
+        self._gap_coef, self._lower_coef = np.asarray(gap_coef, np.float64), np.asarray(lower_coef, np.float64)
+        # Predictions stay within the range seen: a fit must not extrapolate far from the samples.
+        self._gap_range = (float(np.percentile(gaps[keep], 2)), float(np.percentile(gaps[keep], 98)))
+        self._lower_range = (float(np.percentile(lowers[keep], 2)), float(np.percentile(lowers[keep], 98)))
+
+    def predict(self, x: float, y: float) -> tuple[float, float] | None:
+        """(relaxed gap, relaxed lower-lid offset from the pupil) at this pupil position, pixels."""
+        if self._gap_coef is None or self._lower_coef is None:
+            return None
+        gap_features, lower_features = self._features(np.asarray([x], np.float64), np.asarray([y], np.float64))
+        if gap_features.shape[1] != len(self._gap_coef):
+            gap_features, lower_features = gap_features[:, :1], lower_features[:, :1]
+        gap = float(np.clip(gap_features[0] @ self._gap_coef, *self._gap_range))
+        lower = float(np.clip(lower_features[0] @ self._lower_coef, *self._lower_range))
+        return gap, lower
+
+
+def _extents(pupil: PupilResult) -> tuple[float, float]:
+    """Horizontal and vertical half-extents of the pupil's ellipse."""
+    half_w, half_h = pupil.ellipse_w / 2.0, pupil.ellipse_h / 2.0
+    cos_a, sin_a = np.cos(np.deg2rad(pupil.angle_deg)), np.sin(np.deg2rad(pupil.angle_deg))
+    return float(np.hypot(half_w * cos_a, half_h * sin_a)), float(np.hypot(half_w * sin_a, half_h * cos_a))
+
+
 class LidEstimator:
     """Per-eye lid and pupil-size state; `update` takes every frame and the pupil found in it."""
 
     def __init__(self, confident: float = 0.5) -> None:
         self.confident = confident
-        self._aperture = _RunningMedian()
+        self._baseline = LidBaseline()
         self._pupil_size = _RunningMedian()
-        self._iris_level: float | None = None
-        self._skin_level: float | None = None
+        self._iris_radius = _RunningMedian()
         self._last_x: float | None = None
         self._last_y: float | None = None
         self._last_radius = 0.0
@@ -117,29 +323,68 @@ class LidEstimator:
         x = self._last_x if self._last_x is not None else width / 2.0
         y = self._last_y if self._last_y is not None else height / 2.0
         radius = self._last_radius or min(height, width) * 0.06
-        self._update_levels(gray, x, y, radius, seen)
-        aperture = self._aperture_px(gray, x, y, radius)
         if seen:
-            self._aperture.add(aperture)
             self._pupil_size.add(max(pupil.ellipse_w, pupil.ellipse_h))
-        baseline = self._aperture.median if self._aperture.ready and self._aperture.median else None
-        if baseline is None or baseline <= 0:
-            baseline = max(DEFAULT_APERTURE_PER_PUPIL * 2.0 * radius, 1.0)
-        ratio = aperture / baseline
-        openness = float(np.clip(ratio, 0.0, 1.0))
+            iris = measure_iris_half_width(gray, pupil.x, pupil.y, radius)
+            extent_x, _ = _extents(pupil)
+            if iris is not None and iris >= MIN_IRIS_TO_PUPIL * extent_x:
+                # The iris' radius: its half-width undone of the foreshortening the pupil shows.
+                self._iris_radius.add(iris * radius / max(extent_x, 1e-3))
+        edges = measure_lids(gray, x, y, radius, self._iris_half_height(pupil if seen else None))
+        uncensored = edges is not None and not (edges.upper_censored or edges.lower_censored)
+        if seen and edges is not None and uncensored and edges.upper_y < pupil.y < edges.lower_y:
+            self._baseline.add(x, y, edges)
+        openness, widen, squeeze = self._lid_values(edges, x, y, radius)
         openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * visibility)
-        widen_span = DEFAULT_WIDEN_SPAN
-        if self._aperture.ready and self._aperture.high and baseline:
-            widen_span = max(self._aperture.high / baseline - 1.0 - WIDEN_DEAD_ZONE, DEFAULT_WIDEN_SPAN / 2.0)
-        # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
-        calibrated = seen and self._aperture.ready
-        widen = float(np.clip((ratio - 1.0 - WIDEN_DEAD_ZONE) / widen_span, 0.0, 1.0)) if calibrated else 0.0
-        squeeze = float(np.clip((1.0 - SQUEEZE_DEAD_ZONE - ratio) / SQUEEZE_SPAN, 0.0, 1.0)) if calibrated else 0.0
+        if not (seen and self._baseline.ready):
+            # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
+            widen = squeeze = 0.0
         if self._blink and openness > BLINK_OFF:
             self._blink = False
         elif not self._blink and openness < BLINK_ON:
             self._blink = True
+        aperture = edges.gap_px if edges is not None else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
+
+    def _iris_half_height(self, pupil: PupilResult | None) -> float | None:
+        """The iris' vertical half-extent: its half-width with the pupil's aspect (concentric circles)."""
+        iris = self._iris_radius.median if self._iris_radius.ready else None
+        if iris is None or pupil is None:
+            return iris
+        _, extent_y = _extents(pupil)
+        return float(iris * extent_y / max(pupil.ellipse_w, pupil.ellipse_h, 1e-3) * 2.0)
+
+    def _lid_values(self, edges: LidEdges | None, x: float, y: float, radius: float) -> tuple[float, float, float]:
+        """(openness, widen, squeeze) from the lids against the relaxed baseline at this pupil position."""
+        if edges is None:
+            return 0.0, 0.0, 0.0
+        relaxed = self._baseline.predict(x, y)
+        if relaxed is None:
+            default_gap = max(DEFAULT_APERTURE_PER_PUPIL * 2.0 * radius, 1.0)
+            return float(np.clip(edges.gap_px / default_gap, 0.0, 1.0)), 0.0, 0.0
+        relaxed_gap, relaxed_lower = relaxed
+        relaxed_gap = max(relaxed_gap, 1.0)
+        # A censored lid is at least as far as the iris' rim: take it as relaxed unless seen further out.
+        upper_y, lower_y = edges.upper_y, edges.lower_y
+        if edges.lower_censored:
+            lower_y = max(lower_y, y + relaxed_lower)
+        if edges.upper_censored:
+            upper_y = min(upper_y, y + relaxed_lower - relaxed_gap)
+        edges = LidEdges(upper_y, lower_y)
+        ratio = edges.gap_px / relaxed_gap
+        if ratio >= 1.0:
+            widen = float(np.clip((ratio - 1.0 - WIDEN_DEAD_ZONE) / WIDEN_GAP_GAIN, 0.0, 1.0))
+            return 1.0, widen, 0.0
+        loss = 1.0 - ratio
+        lower_rise = float(np.clip((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss))
+        # loss = closing + squeezed, lower_rise = LOWER_SHARE_CLOSING x closing + LOWER_SHARE_SQUEEZE x squeezed.
+        squeezed = (lower_rise - LOWER_SHARE_CLOSING * loss) / (LOWER_SHARE_SQUEEZE - LOWER_SHARE_CLOSING)
+        squeezed = float(np.clip(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)))
+        # gap / relaxed gap = openness x (1 - squeeze loss), and squeezed = openness x squeeze loss.
+        openness = float(np.clip(ratio + squeezed, 0.0, 1.0))
+        level = squeezed / max(openness, 1e-3) / SQUEEZE_GAP_LOSS
+        squeeze = float(np.clip((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0))
+        return openness, 0.0, squeeze
 
     def _visibility(self, pupil: PupilResult) -> float:
         """How surely a real pupil is seen: confident, round enough, and of the user's usual size.
@@ -160,41 +405,6 @@ class LidEstimator:
             size_error = abs(float(np.log(long_axis / usual)))
             terms.append(1.0 - (size_error - SIZE_TOLERANCE_LOG) / SIZE_SPAN_LOG)
         return float(np.clip(min(terms), 0.0, 1.0))
-
-    def _update_levels(self, gray: GrayU8, x: float, y: float, radius: float, seen: bool) -> None:
-        # Skin: the bright part of the frame; iris: a ring just outside the pupil.
-        skin = float(np.percentile(gray[::2, ::2], 85))
-        self._skin_level = skin if self._skin_level is None else 0.95 * self._skin_level + 0.05 * skin
-        if not seen:
-            return
-        height, width = gray.shape
-        r_in, r_out = int(radius * 1.3) + 1, int(radius * 2.2) + 2
-        x0, x1 = max(int(x) - r_out, 0), min(int(x) + r_out + 1, width)
-        y0, y1 = max(int(y) - r_out, 0), min(int(y) + r_out + 1, height)
-        patch = gray[y0:y1, x0:x1]
-        yy, xx = np.ogrid[y0:y1, x0:x1]
-        distance = np.hypot(xx - x, yy - y)
-        ring = patch[(distance >= r_in) & (distance <= r_out)]
-        if ring.size:
-            iris = float(np.median(ring))
-            self._iris_level = iris if self._iris_level is None else 0.9 * self._iris_level + 0.1 * iris
-
-    def _aperture_px(self, gray: GrayU8, x: float, y: float, radius: float) -> float:
-        if self._iris_level is None or self._skin_level is None:
-            return 0.0
-        height, width = gray.shape
-        half = max(int(radius), 2)
-        x0, x1 = max(int(x) - half, 0), min(int(x) + half + 1, width)
-        if x1 <= x0:
-            return 0.0
-        profile = cv2.reduce(gray[:, x0:x1], 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F)[:, 0]
-        profile = np.asarray(cv2.GaussianBlur(profile.reshape(-1, 1), (1, 5), 0)[:, 0], np.float32)
-        threshold = 0.5 * (self._iris_level + self._skin_level)
-        row = int(np.clip(round(y), 0, height - 1))
-        # Near the pupil row, start from the darkest row (the pupil itself may have moved a little).
-        lo, hi = max(row - half, 0), min(row + half + 1, height)
-        row = lo + int(np.argmin(profile[lo:hi]))
-        return _run_length(np.asarray(profile, np.float32), row, threshold)
 
     def _dilation(self, pupil: PupilResult, seen: bool) -> float:
         sizes = self._pupil_size
