@@ -31,7 +31,7 @@ def on_disk(service: Service) -> dict[str, object]:
 
 def test_config_get_post_and_file_agree(service: Service) -> None:
     config = service.get("/etvr/config").json()
-    assert config["version"] == 5 and len(config["trackers"]) == 3
+    assert config["version"] == 6 and len(config["trackers"]) == 3
     updated = service.post("/etvr/config", json={"osc": {"sending_port": 9123, "mirror_eyes": True}})
     assert updated.status_code == 200
     assert updated.json()["osc"]["sending_port"] == 9123

@@ -23,8 +23,21 @@ def _v4_to_v5(data: JsonDict) -> JsonDict:
     return data
 
 
+def _v5_to_v6(data: JsonDict) -> JsonDict:
+    """v6 adds OSC targets (`osc.outputs`). The single target of v4/v5 (address, sending_port, mode,
+    vrchat_native_tracking) becomes outputs[0] with null fields, which keep reading those top-level
+    fields, so the GUI's edits of them still steer it. The switch now decides native, so a v5 'native'
+    mode sets it."""
+    osc = data.get("osc")
+    if isinstance(osc, dict):
+        if osc.get("mode") == "native":
+            osc["vrchat_native_tracking"] = True
+        osc.setdefault("outputs", [{"name": "VRChat"}])
+    return data
+
+
 # MIGRATIONS[n] turns a version-n document into a version-(n+1) one.
-MIGRATIONS: dict[int, Callable[[JsonDict], JsonDict]] = {4: _v4_to_v5}
+MIGRATIONS: dict[int, Callable[[JsonDict], JsonDict]] = {4: _v4_to_v5, 5: _v5_to_v6}
 OLDEST_READABLE_VERSION = 4
 
 

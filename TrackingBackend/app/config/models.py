@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from app.camera.sources import InvalidSourceError, parse_capture_source
 
-CONFIG_VERSION = 5
+CONFIG_VERSION = 6
 
 
 class StrictModel(BaseModel):
@@ -174,7 +174,22 @@ class TrackerConfig(StrictModel):
         return self
 
 
-OscMode = Literal["v1", "v2", "native", "module"]
+OscMode = Literal["v1", "v2", "native", "module", "babble"]
+# The port each mode's consumer listens on by default (CONTRACTS §2).
+DEFAULT_PORT_BY_MODE: dict[str, int] = {"v1": 9000, "v2": 9000, "native": 9000, "module": 8889, "babble": 8888}
+_OSC_ADDRESS_FORBIDDEN = " #*,?[]{}\x00"
+
+
+def _check_osc_address(value: str) -> str:
+    if not value.startswith("/") or len(value) > 256 or any(ch in value for ch in _OSC_ADDRESS_FORBIDDEN):
+        raise ValueError(f"{value!r} is not an OSC address (must start with '/', no spaces or # * , ? [ ] {{ }})")
+    return value
+
+
+def _check_host(value: str) -> str:
+    if not value or len(value) > 253 or not all(ch.isalnum() or ch in ".-:[]_" for ch in value):
+        raise ValueError(f"{value!r} is not a host name or IP address")
+    return value
 
 
 class OscEndpointsConfig(StrictModel):
@@ -191,29 +206,91 @@ class OscEndpointsConfig(StrictModel):
     @field_validator("*")
     @classmethod
     def _osc_address(cls, value: str) -> str:
-        if not value.startswith("/") or len(value) > 256 or any(ch in value for ch in " #*,?[]{}\x00"):
-            raise ValueError(f"{value!r} is not an OSC address (must start with '/', no spaces or # * , ? [ ] {{ }})")
-        return value
+        return _check_osc_address(value)
+
+
+class OscTargetConfig(StrictModel):
+    """One OSC consumer. Empty (null) fields inherit the top-level single-target fields of the v4 schema."""
+
+    name: str = Field("", max_length=64, description="Display name, e.g. 'VRChat' or 'VRCFT Babble'.")
+    enabled: bool = Field(True, description="Send to this target.")
+    mode: OscMode | None = Field(
+        None, description="Output format; null = the top-level osc.mode / vrchat_native_tracking (legacy target)."
+    )
+    address: str | None = Field(None, max_length=253, description="Host; null = the top-level osc.address.")
+    port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="UDP port; null = osc.sending_port when mode is null too, else the mode's default "
+        "(v1/v2/native 9000, module 8889, babble 8888).",
+    )
+    auto_port: bool = Field(
+        False, description="Use VRChat's OSC input port found through its OSCQuery advertisement, else `port`."
+    )
+    prefix: str = Field("", max_length=128, description="Address prefix put before every address, e.g. '/etvr'.")
+    lid_encoding: Literal["openness", "expanded"] = Field(
+        "openness",
+        description="v1 lids: plain openness, or VRCFT's expanded range (0..0.8 open, 0.8..1 widen, squeeze lowers).",
+    )
+
+    @field_validator("address")
+    @classmethod
+    def _host(cls, value: str | None) -> str | None:
+        return None if value is None else _check_host(value)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and (value.endswith("/") or len(value) < 2):
+            raise ValueError(f"prefix {value!r} must be empty or an OSC address without a trailing '/'")
+        return _check_osc_address(value) if value else value
+
+
+def default_outputs() -> list[OscTargetConfig]:
+    return [OscTargetConfig(name="VRChat")]
 
 
 class OscConfig(StrictModel):
-    address: str = Field("127.0.0.1", min_length=1, max_length=253, description="Host OSC is sent to.")
+    address: str = Field("127.0.0.1", min_length=1, max_length=253, description="Host of the legacy target.")
     mirror_eyes: bool = Field(False, description="One eye drives both.")
     sync_blink: bool = Field(False, description="Both lids take the lower openness.")
-    enable_sending: bool = Field(True, description="Send OSC.")
-    sending_port: int = Field(9000, ge=1, le=65535, description="UDP port OSC is sent to.")
+    enable_sending: bool = Field(True, description="Send OSC (master switch for every target).")
+    sending_port: int = Field(9000, ge=1, le=65535, description="UDP port of the legacy target.")
     enable_receiving: bool = Field(False, description="Listen for recenter/recalibrate/sync-blink commands.")
     receiver_port: int = Field(9001, ge=1, le=65535, description="UDP port of the inbound listener.")
-    vrchat_native_tracking: bool = Field(False, description="Legacy switch for mode 'native'.")
-    mode: OscMode = Field("v1", description="Output format: v1, v2, native (VRChat) or module (VRCFT ETVR).")
+    vrchat_native_tracking: bool = Field(
+        False, description="The GUI's switch for mode 'native' of the legacy target; it wins over `mode`."
+    )
+    mode: OscMode = Field("v1", description="Legacy target's format: v1, v2, native, module or babble.")
     endpoints: OscEndpointsConfig = Field(default_factory=OscEndpointsConfig)
+    native_look: Literal["vec", "pitch_yaw"] = Field(
+        "vec", description="Native mode's eye-look address: LeftRightVec or LeftRightPitchYaw (degrees)."
+    )
+    native_max_angle_deg: float = Field(
+        45.0, ge=1.0, le=90.0, description="Native pitch/yaw: the angle gaze ±1 stands for, degrees."
+    )
+    oscquery: bool = Field(True, description="Advertise the inbound listener with OSCQuery (mDNS) when receiving.")
+    outputs: list[OscTargetConfig] = Field(
+        default_factory=default_outputs, max_length=8, description="OSC targets, all fed from the same results."
+    )
 
     @field_validator("address")
     @classmethod
     def _host(cls, value: str) -> str:
-        if not all(ch.isalnum() or ch in ".-:[]_" for ch in value):
-            raise ValueError(f"osc.address {value!r} is not a host name or IP address")
-        return value
+        try:
+            return _check_host(value)
+        except ValueError as exc:
+            raise ValueError(f"osc.address: {exc}") from exc
+
+    @model_validator(mode="after")
+    def _native_switch_wins(self) -> Self:
+        # Deep-merged updates cannot tell which of the two changed; the GUI's switch decides native or not.
+        if self.vrchat_native_tracking and self.mode != "native":
+            object.__setattr__(self, "mode", "native")
+        elif not self.vrchat_native_tracking and self.mode == "native":
+            object.__setattr__(self, "mode", "v1")
+        return self
 
 
 def default_trackers() -> list[TrackerConfig]:
