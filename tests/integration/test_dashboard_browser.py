@@ -1,7 +1,7 @@
 """The dashboard in a real Chromium against the real service with the virtual eye.
 
 Needs Debian's `chromium` at /usr/bin/chromium and the `playwright` package; skipped otherwise. A screenshot
-is left in artifacts/dashboard.png for a human to look at.
+is left in artifacts/dashboard.png for a human to look at. The tests share one page and run in order.
 """
 
 from __future__ import annotations
@@ -85,8 +85,6 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
                 "connected", timeout=CONNECT_TIMEOUT_S * 1000
             )
             yield board
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
             browser.close()
             assert not page_errors, page_errors
 
@@ -113,7 +111,7 @@ def test_gaze_values_change(dashboard: Dashboard) -> None:
     gaze_x = dashboard.card(dashboard.left_uuid).locator(".gaze-x")
     expect(gaze_x).to_have_text(SIGNED_NUMBER)
     seen = {gaze_x.inner_text()}
-    for _ in range(20):
+    for _ in range(10):
         dashboard.page.wait_for_timeout(100)
         seen.add(gaze_x.inner_text())
     assert len(seen) >= 3, f"gaze x did not move: {seen}"
@@ -192,18 +190,41 @@ def test_osc_port_change_from_the_page_is_saved(dashboard: Dashboard) -> None:
     assert wait_until(saved_port, 5.0)
 
 
+def test_camera_scan_lists_sources(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    listed = dashboard.service.get("/etvr/cameras", params={"mdns_timeout_s": 0})
+    assert listed.status_code == 200
+    assert all({"kind", "name", "capture_source", "details"} <= set(camera) for camera in listed.json())
+    card = dashboard.card(dashboard.left_uuid)
+    card.locator("button.scan").click()
+    expect(dashboard.page.locator(".toast", has_text=re.compile("Found|No cameras"))).to_be_visible()
+    options = card.locator("select.discovered option")
+    assert options.count() >= 2 + len(listed.json())  # "Pick a camera…", the virtual eye, what was found (+ mDNS)
+    assert "virtual" in card.locator("select.discovered").evaluate("s => [...s.options].map(o => o.value)")
+
+
+def test_screenshot_of_the_live_page(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    card = dashboard.card(dashboard.left_uuid)
+    expect(card.locator(".gaze-x")).to_have_text(SIGNED_NUMBER)
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "dashboard.png"
+    dashboard.page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 50_000, "the screenshot is suspiciously small"
+
+
 def test_start_stop_button(dashboard: Dashboard) -> None:
     from playwright.sync_api import expect
 
     page = dashboard.page
+    card = dashboard.card(dashboard.left_uuid)
     page.locator("#start-stop").click()
     expect(page.locator("#service-state")).to_have_text("tracking stopped")
-    card = dashboard.card(dashboard.left_uuid)
     expect(card.locator(".camera-state")).to_have_text("stopped")
+    expect(card.locator(".gaze-x")).to_have_text("\u2013")  # an en dash: no data
     assert dashboard.service.get("/etvr/status").json() is False
     page.locator("#start-stop").click()
     expect(page.locator("#service-state")).to_have_text("tracking")
-    expect(card.locator(".camera-state")).to_have_text("connected", timeout=CONNECT_TIMEOUT_S * 1000)
-    # Leave the page with live data for the screenshot.
-    expect(card.locator(".gaze-x")).to_have_text(SIGNED_NUMBER)
-    page.wait_for_timeout(1500)
+    assert dashboard.service.get("/etvr/status").json() is True
