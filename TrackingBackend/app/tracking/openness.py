@@ -4,9 +4,10 @@ The lids are measured along a vertical band through the pupil (or where it last 
 the run of rows darker than the profile's own dark/bright split (Otsu) is the part of the eye the lids leave
 uncovered; its ends are the upper and lower lid. Where sclera shows between the iris and a lid, the run ends
 at the iris' rim (its size is learnt from the iris' width, which the lids never cover): the search goes on
-across the sclera to the lid's dark margin, or the edge is marked censored. The user's relaxed lids are learnt online as a function of
-the pupil position (the lids follow vertical gaze, and the gap is smaller towards the eye corners): a robust
-fit that keeps the open cluster, so blinks, squints and widened eyes do not drag it.
+across the sclera to the lid's dark margin, or the edge is marked censored. The user's relaxed lids are
+learnt online as a function of the pupil position (the lids follow vertical gaze, and the gap is smaller
+towards the eye corners): a robust fit that keeps the open cluster, so blinks, squints and widened eyes do
+not drag it.
 
 Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
 does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as

@@ -28,6 +28,8 @@ COARSE_SIDE_PX = 64
 MAX_CANDIDATES = 3
 # A refinement this confident ends the candidate loop early.
 SURE_CONFIDENCE = 0.95
+# Below this confidence a find in the tracking window is compared with a whole-frame search.
+LOCAL_ACCEPT_CONFIDENCE = 0.8
 # Tracking window half-size, in pupil radii around the last good pupil.
 TRACK_WINDOW_RADII = 3.0
 # The inner square of the Haar feature sits inside the pupil: its half-size is about this x the radius.
@@ -95,7 +97,8 @@ class PupilTracker:
                     best = result
                 if best.confidence >= SURE_CONFIDENCE:
                     return best
-            if best.confidence >= self.config.confidence_threshold:
+            # A weak find near the last pupil may be a lash or a shadow: the whole frame gets a look too.
+            if best.confidence >= max(self.config.confidence_threshold, LOCAL_ACCEPT_CONFIDENCE if local else 0.0):
                 return best
         return best
 
