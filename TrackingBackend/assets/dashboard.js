@@ -9,10 +9,11 @@
   const ALGORITHMS = ["HSRAC", "RANSAC", "HSF", "AHSF", "BLOB", "LEAP"];
   const POSITION_LABELS = { LEFT_EYE: "Left eye", RIGHT_EYE: "Right eye", MOUTH: "Mouth", UNDEFINED: "No position" };
   const OSC_MODES = [
-    ["v1", "v1 — /avatar/parameters (VRChat, Resonite, ETVR module)"],
-    ["v2", "v2 — /avatar/parameters/v2 (VRCFT ETVR module)"],
+    ["v1", "v1 — /avatar/parameters"],
+    ["v2", "v2 — /avatar/parameters/v2"],
     ["native", "VRChat native eye tracking"],
-    ["module", "VRCFaceTracking ETVR module"],
+    ["module", "VRCFT ETVR module"],
+    ["babble", "VRCFT Babble module"],
   ];
   const GAZE_TRAIL_POINTS = 36;
   const MIN_ROI_PX = 8;
@@ -26,6 +27,7 @@
     views: new Map(), // uuid -> TrackerView
     discovered: [],
     socketOpen: false,
+    oscStale: false,
   };
 
   // -- helpers -------------------------------------------------------------------------------------------
@@ -114,12 +116,13 @@
   async function updateConfig(patch) {
     try {
       state.config = await api("POST", "etvr/config", patch);
+      renderAll();
       return true;
     } catch (error) {
       toast(error.message, "bad");
-      return false;
-    } finally {
       renderAll();
+      renderOsc(true); // put back what is saved, even in the field the user just left
+      return false;
     }
   }
 
@@ -580,101 +583,158 @@
     $(document, "#recenter-all").disabled = !state.running;
   }
 
-  function oscField(label, input, wide = false) {
-    const field = document.createElement("label");
-    field.className = `field${wide ? " wide" : ""}`;
-    const caption = document.createElement("span");
-    caption.textContent = label;
-    field.append(caption, input);
-    return field;
+  // -- OSC settings --
+
+  function element(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    Object.assign(node, props);
+    node.append(...children);
+    return node;
   }
 
-  function oscInput(path, value, kind, options) {
-    let input;
-    if (kind === "select") {
-      input = document.createElement("select");
-      for (const [optionValue, text] of options) input.append(new Option(text, optionValue));
-    } else {
-      input = document.createElement("input");
-      input.type = kind;
-      if (kind === "number") Object.assign(input, { min: 1, max: 65535, step: 1 });
-    }
-    input.dataset.path = path;
-    input.className = `osc-${path.replaceAll(".", "-").replaceAll("_", "-")}`;
-    setValue(input, value);
-    input.addEventListener("change", () => {
-      let newValue = input.value;
-      if (kind === "checkbox") newValue = input.checked;
-      else if (kind === "number") newValue = Number(input.value);
-      const patch = {};
-      let target = patch;
-      const keys = path.split(".");
-      keys.slice(0, -1).forEach((key) => {
-        target[key] = {};
-        target = target[key];
-      });
-      target[keys[keys.length - 1]] = newValue;
-      updateConfig({ osc: patch });
+  function field(label, control, wide = false) {
+    return element("label", { className: `field${wide ? " wide" : ""}` }, element("span", { textContent: label }), control);
+  }
+
+  function input(type, value, className, onChange, props = {}) {
+    const node = element("input", { type, className, ...props });
+    if (type === "number") Object.assign(node, { min: 1, max: 65535, step: 1 });
+    setValue(node, value);
+    node.dataset.saved = node.value;
+    node.addEventListener("change", () => {
+      if (type === "checkbox") node.blur();
+      node.dataset.saved = node.value; // committed: no longer an edit in progress
+      onChange(type === "checkbox" ? node.checked : node.value);
     });
-    return input;
+    return node;
   }
 
-  function renderOsc() {
+  function select(options, value, className, onChange) {
+    const node = element("select", { className });
+    for (const [optionValue, text] of options) node.append(new Option(text, optionValue));
+    node.value = value;
+    node.addEventListener("change", () => {
+      node.blur(); // a choice is complete: let the form re-render with what the service saved
+      onChange(node.value);
+    });
+    return node;
+  }
+
+  function check(label, value, className, onChange) {
+    return element("label", { className: "check" }, input("checkbox", value, className, onChange), ` ${label}`);
+  }
+
+  function legacyMode(osc) {
+    return osc.vrchat_native_tracking ? "native" : osc.mode;
+  }
+
+  /** The GUI's native switch wins over `mode` in the config, so both change together. */
+  function modePatch(mode) {
+    return { mode, vrchat_native_tracking: mode === "native" };
+  }
+
+  function savePort(key) {
+    return (value) => {
+      const port = Number(value);
+      if (Number.isInteger(port)) updateConfig({ osc: { [key]: port } });
+      else renderOsc(true);
+    };
+  }
+
+  function renderOsc(force = false) {
     const form = $(document, "#osc-form");
     const osc = state.config && state.config.osc;
     if (!osc) return;
-    const focused = document.activeElement && form.contains(document.activeElement) ? document.activeElement : null;
-    if (focused) return; // do not rebuild under the user's cursor
-    const fields = [];
-    if ("mode" in osc) {
-      const modes = OSC_MODES.some(([m]) => m === osc.mode) ? OSC_MODES : [...OSC_MODES, [osc.mode, osc.mode]];
-      fields.push(oscField("Output mode", oscInput("mode", osc.mode, "select", modes)));
+    const active = document.activeElement && form.contains(document.activeElement) ? document.activeElement : null;
+    if (!force && active && active.dataset.saved !== undefined && active.value !== active.dataset.saved) {
+      state.oscStale = true; // the user is typing there: render when the focus leaves the form
+      return;
     }
-    fields.push(oscField("Send to address", oscInput("address", osc.address, "text")));
-    fields.push(oscField("Send to port", oscInput("sending_port", osc.sending_port, "number")));
-    fields.push(oscField("Listen on port (recenter, recalibrate)", oscInput("receiver_port", osc.receiver_port, "number")));
-    const toggles = document.createElement("div");
-    toggles.className = "field wide";
-    const caption = document.createElement("span");
-    caption.textContent = "Options";
-    const row = document.createElement("div");
-    row.className = "row";
+    state.oscStale = false;
+    const focusClass = active ? active.classList[0] : null;
+    const focusIndex = active ? [...form.querySelectorAll(`.${focusClass}`)].indexOf(active) : -1;
+    const fields = [
+      field("Default output mode", select(OSC_MODES, legacyMode(osc), "osc-mode", (m) => updateConfig({ osc: modePatch(m) }))),
+      field("Default address", input("text", osc.address, "osc-address", (v) => updateConfig({ osc: { address: v.trim() } }))),
+      field("Default port", input("number", osc.sending_port, "osc-sending-port", savePort("sending_port"))),
+      field(
+        "Listen on port (recenter, recalibrate)",
+        input("number", osc.receiver_port, "osc-receiver-port", savePort("receiver_port")),
+      ),
+    ];
+    const options = element("div", { className: "row" });
     for (const [key, label] of [
       ["enable_sending", "send OSC"],
       ["enable_receiving", "listen for commands"],
+      ["oscquery", "advertise the listener (OSCQuery)"],
       ["mirror_eyes", "mirror eyes (one eye drives both)"],
       ["sync_blink", "sync blink"],
     ]) {
-      if (!(key in osc)) continue;
-      const check = document.createElement("label");
-      check.className = "check";
-      check.append(oscInput(key, osc[key], "checkbox"), ` ${label}`);
-      row.append(check);
+      if (key in osc) options.append(check(label, osc[key], `osc-${key.replaceAll("_", "-")}`, (v) => updateConfig({ osc: { [key]: v } })));
     }
-    toggles.append(caption, row);
-    fields.push(toggles);
-    if (Array.isArray(osc.outputs)) fields.push(renderOscOutputs(osc.outputs));
+    fields.push(field("Options", options, true));
+    if (Array.isArray(osc.outputs)) fields.push(renderOscOutputs(osc));
     form.replaceChildren(...fields);
+    if (focusClass && focusIndex >= 0) {
+      const again = form.querySelectorAll(`.${focusClass}`)[focusIndex];
+      if (again) again.focus();
+    }
   }
 
-  /** Extra OSC targets (`osc.outputs`), when this service's config has them: shown read-only by kind. */
-  function renderOscOutputs(outputs) {
-    const field = document.createElement("div");
-    field.className = "field wide";
-    const caption = document.createElement("span");
-    caption.textContent = "Further outputs";
-    const list = document.createElement("div");
-    list.className = "row";
-    if (!outputs.length) list.textContent = "none";
-    outputs.forEach((output) => {
-      const pill = document.createElement("span");
-      pill.className = `pill ${output.enabled === false ? "pill-muted" : ""}`;
-      const where = [output.address, output.port].filter((v) => v !== undefined && v !== null).join(":");
-      pill.textContent = [output.name || output.mode || output.kind, output.mode, where].filter(Boolean).join(" · ");
-      list.append(pill);
+  const OUTPUT_PRESETS = [
+    ["VRChat", { mode: "v1", port: 9000 }],
+    ["VRChat native eye tracking", { mode: "native", port: 9000 }],
+    ["VRCFaceTracking ETVR module", { mode: "module", port: 8889 }],
+    ["VRCFaceTracking Babble module", { mode: "babble", port: 8888 }],
+    ["Resonite / Neos", { mode: "v1", port: 9000 }],
+  ];
+
+  /** The OSC targets (`osc.outputs`): every one gets the same results in its own format. */
+  function renderOscOutputs(osc) {
+    const outputs = osc.outputs;
+    const save = (next) => updateConfig({ osc: { outputs: next } });
+    const change = (index, patch) => save(outputs.map((o, i) => (i === index ? { ...o, ...patch } : o)));
+    const inherited = `default (${legacyMode(osc)})`;
+    const table = element("div", { className: "outputs" });
+    table.append(
+      element(
+        "div",
+        { className: "output-row output-head" },
+        ...["On", "Name", "Mode", "Address", "Port", "", ""].map((t) => element("span", { textContent: t })),
+      ),
+    );
+    outputs.forEach((output, index) => {
+      const modes = [["", inherited], ...OSC_MODES];
+      const row = element(
+        "div",
+        { className: "output-row" },
+        input("checkbox", output.enabled, "output-enabled", (v) => change(index, { enabled: v })),
+        input("text", output.name, "output-name", (v) => change(index, { name: v.trim() }), { placeholder: "name" }),
+        select(modes, output.mode || "", "output-mode", (v) => change(index, { mode: v || null })),
+        input("text", output.address || "", "output-address", (v) => change(index, { address: v.trim() || null }), {
+          placeholder: osc.address,
+        }),
+        input("number", output.port === null ? "" : output.port, "output-port", (v) => change(index, { port: v === "" ? null : Number(v) }), {
+          placeholder: output.mode ? "mode default" : String(osc.sending_port),
+        }),
+        check("auto", output.auto_port, "output-auto-port", (v) => change(index, { auto_port: v })),
+        element("button", {
+          type: "button",
+          className: "btn btn-small output-remove",
+          textContent: "Remove",
+          onclick: () => save(outputs.filter((_, i) => i !== index)),
+        }),
+      );
+      row.lastChild.title = "Remove this output";
+      row.children[5].title = "Use the port VRChat advertises over OSCQuery";
+      table.append(row);
     });
-    field.append(caption, list);
-    return field;
+    const add = select([["", "Add an output…"], ...OUTPUT_PRESETS.map(([name]) => [name, name])], "", "output-add", (name) => {
+      const preset = OUTPUT_PRESETS.find(([n]) => n === name);
+      if (preset) save([...outputs, { name, enabled: true, ...preset[1] }]);
+    });
+    add.disabled = outputs.length >= 8;
+    return field("Outputs (empty fields use the defaults above)", element("div", {}, table, add), true);
   }
 
   function renderAll() {
@@ -732,6 +792,9 @@
       } catch (error) {
         toast(error.message, "bad");
       }
+    });
+    $(document, "#osc-form").addEventListener("focusout", (event) => {
+      if (state.oscStale && !event.currentTarget.contains(event.relatedTarget)) setTimeout(() => renderOsc(), 0);
     });
     document.addEventListener("visibilitychange", () => {
       for (const view of state.views.values()) view.renderStatus(state.statuses.get(view.uuid));

@@ -190,6 +190,34 @@ def test_osc_port_change_from_the_page_is_saved(dashboard: Dashboard) -> None:
     assert wait_until(saved_port, 5.0)
 
 
+def test_osc_output_added_from_a_preset_is_saved(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    dashboard.page.locator("select.output-add").select_option("VRCFaceTracking Babble module")
+
+    def saved_outputs() -> list[dict[str, Any]]:
+        outputs: list[dict[str, Any]] = json.loads(Path(dashboard.service.config_path).read_text())["osc"]["outputs"]
+        return outputs
+
+    assert wait_until(lambda: len(saved_outputs()) == 2, 5.0)
+    added = saved_outputs()[1]
+    assert (added["name"], added["mode"], added["port"]) == ("VRCFaceTracking Babble module", "babble", 8888)
+    expect(dashboard.page.locator(".output-row .output-mode")).to_have_count(2)
+    expect(dashboard.page.locator(".output-row .output-mode").nth(1)).to_have_value("babble")
+
+
+def test_screenshot_of_the_live_page(dashboard: Dashboard) -> None:
+    from playwright.sync_api import expect
+
+    card = dashboard.card(dashboard.left_uuid)
+    expect(card.locator(".gaze-x")).to_have_text(SIGNED_NUMBER)
+    dashboard.page.evaluate("window.scrollTo(0, 0)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / "dashboard.png"
+    dashboard.page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 50_000, "the screenshot is suspiciously small"
+
+
 def test_camera_scan_lists_sources(dashboard: Dashboard) -> None:
     from playwright.sync_api import expect
 
@@ -202,17 +230,6 @@ def test_camera_scan_lists_sources(dashboard: Dashboard) -> None:
     options = card.locator("select.discovered option")
     assert options.count() >= 2 + len(listed.json())  # "Pick a camera…", the virtual eye, what was found (+ mDNS)
     assert "virtual" in card.locator("select.discovered").evaluate("s => [...s.options].map(o => o.value)")
-
-
-def test_screenshot_of_the_live_page(dashboard: Dashboard) -> None:
-    from playwright.sync_api import expect
-
-    card = dashboard.card(dashboard.left_uuid)
-    expect(card.locator(".gaze-x")).to_have_text(SIGNED_NUMBER)
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / "dashboard.png"
-    dashboard.page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 50_000, "the screenshot is suspiciously small"
 
 
 def test_start_stop_button(dashboard: Dashboard) -> None:
