@@ -222,3 +222,31 @@ def test_outbox_keeps_only_the_newest_message_per_key() -> None:
     messages, replaced = asyncio.run(scenario())
     assert messages == ["L999", "R999", "C"]
     assert replaced == 2 * 999
+
+
+def test_token_guards_the_dashboard_its_assets_and_the_socket(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """With a token, the page's own links carry it: the dashboard works from `/?token=…` alone."""
+    token = "s3cret-token"
+    config_path = tmp_path_factory.mktemp("token") / "tracker-config.json"
+    with Service(config_path, args=["--token", token], ready_path=f"/etvr/status?token={token}") as service:
+        service.client.headers["Authorization"] = f"Bearer {token}"
+        assert service.get("/etvr/status").status_code == 200
+        page = service.client.get("/", params={"token": token}, headers={"Authorization": ""})
+        assert page.status_code == 200
+        assert f'src="assets/dashboard.js?token={token}"' in page.text
+        assert f'href="assets/dashboard.css?token={token}"' in page.text
+        bare = {"Authorization": ""}
+        assert service.client.get("/assets/dashboard.js", headers=bare).status_code == 401
+        script = service.client.get("/assets/dashboard.js", params={"token": token}, headers=bare)
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        assert service.client.get("/assets/..%2Fapp%2Fpaths.py", params={"token": token}).status_code == 404
+
+        async def hello(url: str) -> str:
+            async with connect(url) as ws:
+                message: dict[str, Any] = json.loads(await ws.recv())
+                return str(message["type"])
+
+        ws_url = service.url.replace("http://", "ws://") + "/etvr/ws"
+        assert asyncio.run(hello(f"{ws_url}?token={token}")) == "hello"
+        with pytest.raises(Exception, match=r"1008|rejected|403"):
+            asyncio.run(hello(ws_url))
