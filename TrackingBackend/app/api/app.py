@@ -29,6 +29,8 @@ from app.api.security import TokenAuth
 from app.config.models import EtvrConfig
 from app.config.store import ConfigStore
 from app.config.watcher import ConfigWatcher
+from app.osc import api as osc_routes
+from app.osc.service import OscService
 from app.runtime.supervisor import Supervisor
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,8 @@ def create_app(
         supervisor = Supervisor(store)
         context = ServiceContext(store, supervisor, demo)
         app.state.context = context
+        osc_service = OscService(store, supervisor)
+        context.extras[osc_routes.SERVICE_KEY] = osc_service
 
         def on_file_change(new: EtvrConfig, sections: set[str]) -> None:
             if store.adopt(new):
@@ -118,10 +122,12 @@ def create_app(
         logger.info("ETVR Backend %s: config %s", __version__, config_path)
         if demo:
             supervisor.start()
+        osc_service.start()  # the inbound listener follows osc.enable_receiving while tracking runs
         try:
             yield
         finally:
             watcher.stop()
+            osc_service.close()
             supervisor.close()
             logger.info("stopped")
 
@@ -159,4 +165,5 @@ def create_app(
     app.include_router(feed_routes.router)
     app.include_router(live_routes.router)
     app.include_router(dashboard_routes.router)
+    app.include_router(osc_routes.router)
     return app

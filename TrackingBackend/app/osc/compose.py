@@ -1,14 +1,30 @@
-"""Which OSC messages a set of eye results becomes (pure), per output mode."""
+"""Both eyes' latest results -> one `EyeFrame` per update (pure): what each eye shows, and who sends it.
+
+One OSC process runs per eye tracker. Each gets its own eye's results and reads the other eye's
+latest result from the shared board. So that no message goes out twice, every message has an owner,
+the eye whose process sends it (see `docs/osc.md`, "Who sends what"):
+
+- a message about one eye only is sent by the process of the eye whose data it carries;
+- a message that combines both eyes (EyesY, dilation, EyesClosedAmount, LeftRightVec, synced lids)
+  is sent by the *leader*: the lowest-position fresh eye (left before right). When the left eye goes
+  stale (no result for `STALE_AFTER_S`), the right eye becomes the leader, and its values drive both
+  eyes' messages, so the right process then sends everything.
+- with one fresh eye (or `mirror_eyes`), that eye drives both sides and its process sends it all.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.config.models import OscConfig, TrackerPosition
-from app.osc.messages import clamp, encode_float
+from app.config.models import TrackerPosition
+from app.osc.messages import clamp
 from app.runtime.results import ResultRecord
 
 STALE_AFTER_S = 0.5
+# An eye at or below this openness is closed: its closed value is repeated (see BlinkRepeater).
+CLOSED_OPENNESS = 0.15
+LEFT = TrackerPosition.LEFT_EYE
+RIGHT = TrackerPosition.RIGHT_EYE
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,35 +33,102 @@ class EyeSample:
     record: ResultRecord
 
 
+@dataclass(frozen=True, slots=True)
+class EyeValues:
+    """One eye's values, clamped to their ranges and never NaN."""
+
+    gaze_x: float  # [-1, 1], + = the user's right
+    gaze_y: float  # [-1, 1], + = up
+    openness: float  # [0, 1], 1 = open
+    dilation: float  # [0, 1]
+    widen: float  # [0, 1]
+    squeeze: float  # [0, 1]
+
+    @classmethod
+    def from_record(cls, record: ResultRecord) -> EyeValues:
+        return cls(
+            clamp(record.gaze_x, -1.0, 1.0),
+            clamp(record.gaze_y, -1.0, 1.0),
+            clamp(record.openness, 0.0, 1.0),
+            clamp(record.dilation, 0.0, 1.0),
+            clamp(record.widen, 0.0, 1.0),
+            clamp(record.squeeze, 0.0, 1.0),
+        )
+
+    def with_openness(self, openness: float) -> EyeValues:
+        return EyeValues(self.gaze_x, self.gaze_y, openness, self.dilation, self.widen, self.squeeze)
+
+    @property
+    def closed(self) -> bool:
+        return self.openness <= CLOSED_OPENNESS
+
+
+@dataclass(frozen=True, slots=True)
+class EyeFrame:
+    """What one update shows: each side's values (after single-eye, mirror and sync blink) and owners."""
+
+    left: EyeValues
+    right: EyeValues
+    left_owner: TrackerPosition  # sends the messages about the left eye only
+    right_owner: TrackerPosition
+    lid_left_owner: TrackerPosition  # the leader when sync blink ties both lids together
+    lid_right_owner: TrackerPosition
+    leader: TrackerPosition  # sends the messages that combine both eyes
+    single: bool  # only one eye tracks: v2 uses its single-eye names
+
+    @property
+    def gaze_y(self) -> float:
+        return (self.left.gaze_y + self.right.gaze_y) / 2.0
+
+    @property
+    def openness(self) -> float:
+        return (self.left.openness + self.right.openness) / 2.0
+
+    @property
+    def dilation(self) -> float:
+        return (self.left.dilation + self.right.dilation) / 2.0
+
+
 def fresh_eyes(samples: list[EyeSample], now: float) -> list[EyeSample]:
     """Eyes whose latest result is recent enough to take part (a stale eye drops out, never freezes)."""
     return [s for s in samples if now - s.record.processed_ts <= STALE_AFTER_S]
 
 
-def compose_v1(config: OscConfig, eyes: list[EyeSample]) -> list[bytes]:
-    """v1 addresses (CONTRACTS §2): per-eye x and openness, shared y and dilation averaged."""
-    if not eyes:
-        return []
-    endpoints = config.endpoints
-    by_position = {e.position: e.record for e in eyes}
-    left = by_position.get(TrackerPosition.LEFT_EYE)
-    right = by_position.get(TrackerPosition.RIGHT_EYE)
-    # With one eye, its values drive both.
-    left = left or right
-    right = right or left
-    assert left is not None and right is not None
-    if config.mirror_eyes:
-        right = left
-    left_open, right_open = left.openness, right.openness
-    if config.sync_blink:
-        left_open = right_open = min(left_open, right_open)
-    eyes_y = (left.gaze_y + right.gaze_y) / 2.0
-    dilation = (left.dilation + right.dilation) / 2.0
-    return [
-        encode_float(endpoints.left_eye_x, clamp(left.gaze_x, -1.0, 1.0)),
-        encode_float(endpoints.right_eye_x, clamp(right.gaze_x, -1.0, 1.0)),
-        encode_float(endpoints.eyes_y, clamp(eyes_y, -1.0, 1.0)),
-        encode_float(endpoints.left_eye_blink, clamp(left_open, 0.0, 1.0)),
-        encode_float(endpoints.right_eye_blink, clamp(right_open, 0.0, 1.0)),
-        encode_float(endpoints.eyes_dilation, clamp(dilation, 0.0, 1.0)),
-    ]
+def build_frame(eyes: list[EyeSample], mirror_eyes: bool, sync_blink: bool) -> EyeFrame | None:
+    """The frame of this update from the fresh eyes; None when no eye is fresh."""
+    by_position = {e.position: e.record for e in eyes if e.position in (LEFT, RIGHT)}
+    if not by_position:
+        return None
+    leader = LEFT if LEFT in by_position else RIGHT
+    if mirror_eyes or len(by_position) == 1:
+        values = EyeValues.from_record(by_position[leader])
+        return EyeFrame(values, values, leader, leader, leader, leader, leader, single=len(by_position) == 1)
+    left = EyeValues.from_record(by_position[LEFT])
+    right = EyeValues.from_record(by_position[RIGHT])
+    if sync_blink:
+        lower = min(left.openness, right.openness)
+        return EyeFrame(
+            left.with_openness(lower), right.with_openness(lower), LEFT, RIGHT, leader, leader, leader, single=False
+        )
+    return EyeFrame(left, right, LEFT, RIGHT, LEFT, RIGHT, leader, single=False)
+
+
+# -- lid encodings ------------------------------------------------------------------------------------------
+# Which consumer reads widen and squeeze, and how (docs/osc.md, "Eye expressions").
+
+V1_EXPANDED_OPEN_MAX = 0.8  # VRCFT's LidExpanded range: 0..0.8 openness, 0.8..1 widen
+MODULE_OPEN_MAX = 0.95  # the ETVR module's widen emulation starts at 0.95 (its WidenThreshold)
+MODULE_WIDEN_SPAN = 0.10  # ... and is full at 1.05 (v2 threshold)
+MODULE_LID_RANGE = (-1.0, 1.05)  # below 0: the module's squeeze emulation, down to -1
+
+
+def lid_v1_expanded(eye: EyeValues) -> float:
+    """VRCFT's LidExpanded(Squeeze) in [0, 1]: 0..0.8 openness, widen above; squeeze pulls it down."""
+    value = V1_EXPANDED_OPEN_MAX * eye.openness * (1.0 - eye.squeeze) + (1.0 - V1_EXPANDED_OPEN_MAX) * eye.widen
+    return clamp(value, 0.0, 1.0)
+
+
+def lid_module(eye: EyeValues) -> float:
+    """The VRCFT ETVR module's v2 lid: 0..0.95 openness, up to 1.05 widen, below 0 squeeze (to -1)."""
+    value = MODULE_OPEN_MAX * eye.openness + MODULE_WIDEN_SPAN * eye.widen - eye.squeeze * (1.0 - eye.openness)
+    return clamp(value, *MODULE_LID_RANGE)

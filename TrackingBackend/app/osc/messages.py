@@ -1,8 +1,9 @@
-"""OSC encoding (pure): results -> (address, float) pairs -> datagram bytes.
+"""OSC encoding (pure): address + float arguments -> datagram bytes.
 
-Hand-rolled because every datagram here is one address with float arguments: the padded address and
-type tag are cached per address, so encoding a message is one struct.pack and a concatenation. The
-tests check every datagram against python-osc's parser.
+Hand-rolled because every datagram here is one address with float arguments (never a bundle: the
+VRCFT module cannot parse bundles): the padded address and type tags are cached per address, so
+encoding a message is one struct.pack and a concatenation. The tests check every datagram against
+python-osc's parser.
 """
 
 from __future__ import annotations
@@ -18,9 +19,14 @@ def _pad(data: bytes) -> bytes:
     return data + b"\x00" * (4 - len(data) % 4)
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=1024)
 def _header(address: str, arg_count: int) -> bytes:
     return _pad(address.encode("ascii")) + _pad(b"," + b"f" * arg_count)
+
+
+@lru_cache(maxsize=16)
+def _floats(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}f")
 
 
 def clamp(value: float, low: float, high: float) -> float:
@@ -35,4 +41,4 @@ def encode_float(address: str, value: float) -> bytes:
 
 
 def encode_floats(address: str, values: tuple[float, ...] | list[float]) -> bytes:
-    return _header(address, len(values)) + struct.pack(f">{len(values)}f", *values)
+    return _header(address, len(values)) + _floats(len(values)).pack(*values)

@@ -1,10 +1,14 @@
-"""OSC process: tracker results -> OSC datagrams over UDP, combining this eye with the others' latest."""
+"""OSC process: this eye's results + the other eye's latest -> every OSC target, in one pass per result.
+
+One process runs per eye tracker. Which of the two sends which message is decided in
+`app.osc.compose` (per-eye messages from each eye's process, combined ones from the leader), so both
+processes together send every message once.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-import socket
 import struct
 import threading
 import time
@@ -12,7 +16,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
-from app.osc.compose import EyeSample, compose_v1, fresh_eyes
+from app.osc.compose import EyeSample, build_frame, fresh_eyes
+from app.osc.discovery import VrchatOscFinder
+from app.osc.modes import resolve_targets
+from app.osc.sender import OscOutputs
 from app.runtime.results import ResultBoard, unpack_result
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
@@ -20,11 +27,12 @@ from app.runtime.worker_host import StatusPublisher
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.1
+STATUS_EVERY_S = 0.5  # building the per-target status costs more than a send: not on every update
 
 # Opt-in diagnostic for `bench pipeline` (env ETVR_BENCH_LATENCY=1, off by default): after each update's
-# datagrams, one more to the same target, `/etvr/bench/latency ,siddd` = eye position, frame sequence,
+# datagrams, one more to the same targets, `/etvr/bench/latency ,siddd` = eye position, frame sequence,
 # capture_ts, sent_ts (monotonic seconds as OSC doubles, so no precision is lost) and the raw pupil x.
-# sent_ts is read just after the update's last sendto; latency = sent_ts - capture_ts.
+# sent_ts is read just after the update's last send; latency = sent_ts - capture_ts.
 BENCH_LATENCY_ENV = "ETVR_BENCH_LATENCY"
 BENCH_LATENCY_ADDRESS = "/etvr/bench/latency"
 BENCH_LATENCY_ARGS = struct.Struct(">iddd")
@@ -42,31 +50,6 @@ def bench_latency_prefix(position: TrackerPosition) -> bytes | None:
     return _osc_string(BENCH_LATENCY_ADDRESS) + _osc_string(",siddd") + _osc_string(position.value)
 
 
-class UdpSender:
-    """One non-blocking UDP socket; send errors are counted and logged once per kind."""
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)
-        self.sent = 0
-        self.errors = 0
-        self.last_error: str | None = None
-
-    def send(self, datagram: bytes, target: tuple[str, int]) -> None:
-        try:
-            self._sock.sendto(datagram, target)
-            self.sent += 1
-        except OSError as exc:
-            self.errors += 1
-            message = f"sending to {target[0]}:{target[1]} failed: {exc}"
-            if message != self.last_error:
-                logger.warning("%s", message)
-            self.last_error = message
-
-    def close(self) -> None:
-        self._sock.close()
-
-
 class OscSettings:
     """The OSC section, swapped atomically by the config watcher thread."""
 
@@ -81,19 +64,32 @@ def run_osc_loop(
     own_position: TrackerPosition,
     other_slots: dict[TrackerPosition, int],
     board: ResultBoard,
-    sender: UdpSender,
+    outputs: OscOutputs,
     should_stop: Callable[[], bool],
     status: StatusPublisher,
+    on_targets: Callable[[OscConfig], None] | None = None,
 ) -> None:
+    """Until `should_stop`: each result of this eye -> one frame -> every target (a config swap in
+    `settings` takes effect at the next result)."""
     updates = 0
     bench_prefix = bench_latency_prefix(own_position)
+    applied: OscConfig | None = None
+    next_status_s = 0.0
     while not should_stop():
+        if time.monotonic() >= next_status_s:
+            _publish(status, updates, outputs)
+            next_status_s = time.monotonic() + STATUS_EVERY_S
         if not results_rx.poll(READ_TIMEOUT_S):
             continue
         while results_rx.poll(0):
             record = unpack_result(results_rx.recv_bytes())
             config = settings.config
-            if not config.enable_sending:
+            if config is not applied:
+                applied = config
+                if on_targets is not None:
+                    on_targets(config)
+                outputs.configure(resolve_targets(config))
+            if not outputs.plans:
                 continue
             now = time.monotonic()
             samples = [EyeSample(own_position, record)]
@@ -101,21 +97,27 @@ def run_osc_loop(
                 other = board.read(slot)
                 if other is not None:
                     samples.append(EyeSample(position, other))
-            target = (config.address, config.sending_port)
-            datagrams = compose_v1(config, fresh_eyes(samples, now))
-            for datagram in datagrams:
-                sender.send(datagram, target)
-            if bench_prefix is not None and datagrams:
+            frame = build_frame(fresh_eyes(samples, now), config.mirror_eyes, config.sync_blink)
+            if frame is None:
+                continue
+            sent = outputs.send(frame, own_position)
+            if bench_prefix is not None and sent:
                 args = (int(record.sequence), record.capture_ts, time.monotonic(), record.pupil_x)
-                sender.send(bench_prefix + BENCH_LATENCY_ARGS.pack(*args), target)
+                outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
             updates += 1
-        status.set(
-            state="sending",
-            updates=updates,
-            messages_sent=sender.sent,
-            send_errors=sender.errors,
-            last_error=sender.last_error,
-        )
+    _publish(status, updates, outputs)
+
+
+def _publish(status: StatusPublisher, updates: int, outputs: OscOutputs) -> None:
+    sent, errors, last_error = outputs.totals()
+    status.set(
+        state="sending" if updates else "waiting_for_results",
+        updates=updates,
+        messages_sent=sent,
+        send_errors=errors,
+        last_error=last_error,
+        targets=outputs.status(),
+    )
 
 
 class OscShell:
@@ -123,10 +125,26 @@ class OscShell:
         self.process = process
         self.status = status
         self.settings = OscSettings(config.osc)
+        self.finder: VrchatOscFinder | None = None
+
+    def _follow_auto_ports(self, config: OscConfig) -> None:
+        """Browse for VRChat's OSCQuery advertisement only while a target asks for its port."""
+        wanted = config.enable_sending and any(t.enabled and t.auto_port for t in config.outputs)
+        if wanted and self.finder is None:
+            self.finder = VrchatOscFinder()
+            self.finder.start()
+        elif not wanted and self.finder is not None:
+            self.finder.close()
+            self.finder = None
+
+    def _vrchat_port(self) -> int | None:
+        finder = self.finder
+        found = finder.found() if finder is not None else None
+        return found.osc_port if found is not None else None
 
     def main(self, config: EtvrConfig) -> None:
         channels = self.process.channels
-        sender = UdpSender()
+        outputs = OscOutputs(auto_port=self._vrchat_port)
         board = ResultBoard(channels["board"])
         stop_flag = self.process.stop_flag
         self.status.set(push=True, state="waiting_for_results")
@@ -139,12 +157,15 @@ class OscShell:
                 position,
                 others,
                 board,
-                sender,
+                outputs,
                 lambda: bool(stop_flag.value),
                 self.status,
+                self._follow_auto_ports,
             )
         finally:
-            sender.close()
+            outputs.close()
+            if self.finder is not None:
+                self.finder.close()
 
     def on_config_change(self, config: EtvrConfig, sections: set[str]) -> None:
         if "osc" in sections:

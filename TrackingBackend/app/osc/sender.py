@@ -1,0 +1,196 @@
+"""The OSC targets' sockets: one connected, non-blocking UDP socket per target, with its own counters.
+
+A connected socket makes the kernel report a closed port (ICMP port unreachable) as
+ConnectionRefusedError on a later send, so a dead target is counted instead of silently swallowing
+datagrams; non-blocking sends and host names resolved in a thread mean one bad target never delays
+the others.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from app.config.models import TrackerPosition
+from app.osc.compose import EyeFrame
+from app.osc.modes import TargetPlan
+from app.osc.output import TargetEncoder
+
+logger = logging.getLogger(__name__)
+
+Endpoint = tuple[str, int]
+AutoPortSource = Callable[[], int | None]
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+class TargetSocket:
+    """Sends datagrams to one endpoint; counts what was sent and what failed, logs each new error once."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self.endpoint: Endpoint | None = None
+        self._sock: socket.socket | None = None
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def connect(self, endpoint: Endpoint) -> None:
+        """Aim at a new endpoint; a host name is resolved in a thread (sends are skipped until then)."""
+        if endpoint == self.endpoint:
+            return
+        self.endpoint = endpoint
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+            self._replace_socket(None)
+        host, port = endpoint
+        if _is_ip_literal(host):
+            self._resolved(generation, host.strip("[]"), port)
+        else:
+            threading.Thread(
+                target=self._resolved, args=(generation, host, port), name=f"osc-resolve-{host}", daemon=True
+            ).start()
+
+    def _resolved(self, generation: int, host: str, port: int) -> None:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            sock.connect(address)
+        except OSError as exc:
+            self._error(f"cannot reach {host}:{port}: {exc}")
+            return
+        with self._lock:
+            if generation == self._generation:
+                self._replace_socket(sock)
+                return
+        sock.close()
+
+    def _replace_socket(self, sock: socket.socket | None) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = sock
+
+    def send(self, datagram: bytes) -> bool:
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            sock.send(datagram)
+        except BlockingIOError:
+            self._error("send buffer full: datagram dropped")
+            return False
+        except OSError as exc:
+            # ConnectionRefusedError: an earlier datagram met a closed port.
+            self._error(f"sending to {self._where()} failed: {exc}")
+            return False
+        self.sent += 1
+        return True
+
+    def _where(self) -> str:
+        return f"{self.endpoint[0]}:{self.endpoint[1]}" if self.endpoint else "?"
+
+    def _error(self, message: str) -> None:
+        self.errors += 1
+        if message != self.last_error:
+            logger.warning("OSC target %s: %s", self.name, message)
+        self.last_error = message
+
+    def close(self) -> None:
+        with self._lock:
+            self._generation += 1
+            self._replace_socket(None)
+
+
+class OscOutputs:
+    """All targets of one OSC process: (re)configured from resolved plans, fed one frame per update."""
+
+    def __init__(self, auto_port: AutoPortSource | None = None) -> None:
+        self._auto_port = auto_port
+        self._plans: list[TargetPlan] = []
+        self._encoders: list[TargetEncoder] = []
+        self._sockets: dict[int, TargetSocket] = {}
+
+    @property
+    def plans(self) -> list[TargetPlan]:
+        return self._plans
+
+    def configure(self, plans: list[TargetPlan]) -> None:
+        """Apply new target settings; sockets and counters of kept targets (same index) stay."""
+        self._plans = plans
+        self._encoders = [TargetEncoder(plan) for plan in plans]
+        wanted = {plan.index for plan in plans}
+        for index in list(self._sockets):
+            if index not in wanted:
+                self._sockets.pop(index).close()
+        for plan in plans:
+            target = self._sockets.get(plan.index)
+            if target is None:
+                target = self._sockets[plan.index] = TargetSocket(plan.name)
+            target.name = plan.name
+            target.connect(self._endpoint(plan))
+
+    def _endpoint(self, plan: TargetPlan) -> Endpoint:
+        if plan.auto_port and self._auto_port is not None:
+            found = self._auto_port()
+            if found is not None:
+                return plan.host, found
+        return plan.host, plan.port
+
+    def send(self, frame: EyeFrame, own: TrackerPosition) -> int:
+        """Send this process's share of `frame` to every target; returns the datagrams sent."""
+        sent = 0
+        for plan, encoder in zip(self._plans, self._encoders, strict=True):
+            target = self._sockets[plan.index]
+            if plan.auto_port:
+                target.connect(self._endpoint(plan))
+            for datagram in encoder.datagrams(frame, own):
+                sent += target.send(datagram)
+        return sent
+
+    def send_raw(self, datagram: bytes) -> None:
+        """One extra datagram to every target (the opt-in latency diagnostic)."""
+        for plan in self._plans:
+            self._sockets[plan.index].send(datagram)
+
+    def totals(self) -> tuple[int, int, str | None]:
+        sockets = list(self._sockets.values())
+        last = next((s.last_error for s in reversed(sockets) if s.last_error), None)
+        return sum(s.sent for s in sockets), sum(s.errors for s in sockets), last
+
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for plan in self._plans:
+            target = self._sockets[plan.index]
+            host, port = target.endpoint or (plan.host, plan.port)
+            rows.append(
+                {
+                    "index": plan.index,
+                    "name": plan.name,
+                    "mode": plan.mode,
+                    "address": host,
+                    "port": port,
+                    "messages_sent": target.sent,
+                    "send_errors": target.errors,
+                    "last_error": target.last_error,
+                }
+            )
+        return rows
+
+    def close(self) -> None:
+        for target in self._sockets.values():
+            target.close()
+        self._sockets.clear()
