@@ -118,6 +118,12 @@ class OscQueryService:
             self.error = f"mDNS advertisement failed: {exc}"
             logger.warning("OSCQuery: %s", self.error)
 
+    def set_addresses(self, addresses: dict[str, str]) -> None:
+        """Answer a new namespace from now on (the advertisement stays)."""
+        self.addresses = addresses
+        if self._http is not None:
+            self._http.namespace = namespace_tree(addresses)
+
     def _advertise(self) -> None:
         address = socket.inet_aton(self.host)
         self._infos = [

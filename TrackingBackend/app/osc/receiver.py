@@ -56,6 +56,13 @@ class InboundSettings:
             addresses=(("recenter", e.recenter), ("recalibrate", e.recalibrate), ("sync_blink", e.sync_blink)),
         )
 
+    def sockets(self) -> tuple[bool, str, int, bool]:
+        """What needs new sockets when it changes (new addresses only swap the lookup table)."""
+        return self.enabled, self.host, self.port, self.oscquery
+
+    def by_address(self) -> dict[str, str]:
+        return {address: command for command, address in self.addresses}
+
 
 class _Listener:
     def __init__(self, host: str, port: int, dispatcher: Dispatcher) -> None:
@@ -77,6 +84,7 @@ class OscReceiver:
         self._on_command = on_command
         self._lock = threading.Lock()
         self._settings: InboundSettings | None = None
+        self._commands_by_address: dict[str, str] = {}
         self._fixed: _Listener | None = None
         self._query_listener: _Listener | None = None
         self._oscquery: OscQueryService | None = None
@@ -89,19 +97,30 @@ class OscReceiver:
         with self._lock:
             if settings == self._settings:
                 return
+            previous, self._settings = self._settings, settings
+            self._commands_by_address = settings.by_address()
+            if previous is not None and previous.sockets() == settings.sockets():
+                if self._oscquery is not None:
+                    self._oscquery.set_addresses(self._oscquery_addresses(settings))
+                return
             self._stop()
-            self._settings = settings
             if settings.enabled:
                 self._start(settings)
 
-    def _dispatcher(self, settings: InboundSettings) -> Dispatcher:
+    @staticmethod
+    def _oscquery_addresses(settings: InboundSettings) -> dict[str, str]:
+        return {address: f"ETVR {command}" for command, address in settings.addresses}
+
+    def _dispatcher(self) -> Dispatcher:
         dispatcher = Dispatcher()
-        for command, address in settings.addresses:
-            dispatcher.map(address, self._handle, command)
+        # Looked up per message, so changed addresses apply without reopening the sockets.
+        dispatcher.set_default_handler(self._handle)
         return dispatcher
 
-    def _handle(self, address: str, fixed: list[Any], *args: Any) -> None:
-        command = fixed[0]
+    def _handle(self, address: str, *args: Any) -> None:
+        command = self._commands_by_address.get(address)
+        if command is None:
+            return
         self.received += 1
         # Bool True only: VRChat sends False when a button is released, and other types are not ours.
         if len(args) != 1 or args[0] is not True:
@@ -116,7 +135,7 @@ class OscReceiver:
             logger.exception("OSC in: %s failed", command)
 
     def _start(self, settings: InboundSettings) -> None:
-        dispatcher = self._dispatcher(settings)
+        dispatcher = self._dispatcher()
         try:
             self._fixed = _Listener(settings.host, settings.port, dispatcher)
             self.error = None
@@ -127,7 +146,7 @@ class OscReceiver:
         if settings.oscquery:
             try:
                 self._query_listener = _Listener("127.0.0.1", 0, dispatcher)
-                addresses = {address: f"ETVR {command}" for command, address in settings.addresses}
+                addresses = self._oscquery_addresses(settings)
                 self._oscquery = OscQueryService(self._query_listener.port, addresses)
                 self._oscquery.start()
             except OSError as exc:
