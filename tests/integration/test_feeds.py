@@ -191,3 +191,20 @@ def test_no_encoding_without_viewers_and_one_encode_for_many(feeds: FeedService)
     assert len(shared) >= 0.8 * min(len(v) for v in viewers)
     span = max(max(v) for v in viewers) - resumed_at
     assert 15 <= span <= 1.5 * 30 * 1.15, f"{span} encodes in 1.5 s for two viewers"
+
+
+def test_a_stream_follows_the_tracker_through_stop_and_start(feeds: FeedService) -> None:
+    """Runs last in this module: it restarts tracking. A restarted tracker has fresh preview slots with
+    their own viewer counts; an open stream must register with them, or it would stay offline."""
+    service = feeds.service
+    with httpx.Client(timeout=10.0) as client:
+        with open_stream(client, feeds.url(feeds.virtual_uuid, "algorithm")) as reader:
+            assert not reader.next_part().offline, "a running tracker's stream began offline"
+            assert service.get("/etvr/stop").json() is True
+            while not reader.next_part().offline:
+                pass
+            assert service.get("/etvr/start").json() is True
+            deadline = time.monotonic() + CONNECT_TIMEOUT_S
+            while reader.next_part().offline:
+                assert time.monotonic() < deadline, "the stream stayed offline after tracking restarted"
+            assert reader.next_part().image().shape == (ROI["roi_h"], ROI["roi_w"], 3)

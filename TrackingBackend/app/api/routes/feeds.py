@@ -102,7 +102,7 @@ async def preview_stream(context: ServiceContext, tracker_uuid: str, kind: str) 
         while True:
             running = supervisor.is_running_tracker(tracker_uuid)
             if running != was_running:
-                watch.renew()
+                await anyio.to_thread.run_sync(watch.renew)
                 was_running = running
                 sent_sequence = None
             # preview() takes the supervisor's lock, which a stop holds for seconds: keep it off the event loop.
@@ -123,7 +123,7 @@ async def preview_stream(context: ServiceContext, tracker_uuid: str, kind: str) 
                 yield mjpeg_part(offline_jpeg(), {"X-Preview": "offline"})
                 if running:
                     # A tracker restarted between two polls has a new, unwatched slot: register again.
-                    watch.renew()
+                    await anyio.to_thread.run_sync(watch.renew)
             await asyncio.sleep(1.0 / context.store.config.preview_fps)
 
 
