@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import ctypes
 import math
+import operator
 import struct
 from dataclasses import dataclass, fields
 from multiprocessing.sharedctypes import RawArray
 from typing import Any, cast
-
-import numpy as np
 
 from app.tracking.results import EyeResult
 
@@ -85,7 +84,7 @@ class ResultRecord:
         )
 
     def as_tuple(self) -> tuple[float, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self))
+        return cast(tuple[float, ...], _field_values(self))
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: _json_float(getattr(self, f.name)) for f in fields(self)}
@@ -96,8 +95,13 @@ def _json_float(value: float) -> float | None:
 
 
 FIELD_COUNT = len(fields(ResultRecord))
+# Per frame, on the hot path: one C-level getter instead of walking dataclasses.fields().
+_field_values = operator.attrgetter(*(f.name for f in fields(ResultRecord)))
 PACKED = struct.Struct(f"<{FIELD_COUNT}d")
 ROW_WIDTH = FIELD_COUNT + 1  # + the seqlock word
+DOUBLE_BYTES = 8
+BOARD_VALUES = struct.Struct(f"={FIELD_COUNT}d")  # a row's values, native order like the shared doubles
+BOARD_ROW = struct.Struct(f"={ROW_WIDTH}d")
 
 
 def pack_result(record: ResultRecord) -> bytes:
@@ -109,30 +113,35 @@ def unpack_result(raw: bytes) -> ResultRecord:
 
 
 class ResultBoard:
-    """Latest result per tracker slot, shared by all processes (create in the parent, pass at spawn)."""
+    """Latest result per tracker slot, shared by all processes (create in the parent, pass at spawn).
+
+    Plain memoryviews and struct rather than numpy: the OSC process then never imports numpy (~14 MB
+    less resident), and a post or read is one pack/unpack.
+    """
 
     def __init__(self, shared: Any | None = None) -> None:
         self.shared = shared if shared is not None else RawArray(ctypes.c_double, MAX_TRACKERS * ROW_WIDTH)
-        self._rows = np.frombuffer(cast(memoryview, self.shared), dtype=np.float64).reshape(MAX_TRACKERS, ROW_WIDTH)
+        self._bytes = memoryview(self.shared).cast("B")
+        self._doubles = self._bytes.cast("d")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (ResultBoard, (self.shared,))
 
     def post(self, slot: int, record: ResultRecord) -> None:
-        row = self._rows[slot]
-        row[0] += 1.0  # odd: being written
-        row[1:] = record.as_tuple()
-        row[0] += 1.0
+        lock_at = slot * ROW_WIDTH
+        self._doubles[lock_at] += 1.0  # odd: being written
+        BOARD_VALUES.pack_into(self._bytes, (lock_at + 1) * DOUBLE_BYTES, *_field_values(record))
+        self._doubles[lock_at] += 1.0
 
     def read(self, slot: int) -> ResultRecord | None:
         """The slot's latest record, or None if it never posted (or kept changing while read)."""
-        row = self._rows[slot]
+        lock_at = slot * ROW_WIDTH
         for _ in range(8):
-            before = row[0]
-            values = row[1:].copy()
-            if before == row[0] and int(before) % 2 == 0:
-                return None if before == 0 else ResultRecord(*values.tolist())
+            before = self._doubles[lock_at]
+            values = BOARD_VALUES.unpack_from(self._bytes, (lock_at + 1) * DOUBLE_BYTES)
+            if before == self._doubles[lock_at] and int(before) % 2 == 0:
+                return None if before == 0 else ResultRecord(*values)
         return None
 
     def clear(self, slot: int) -> None:
-        self._rows[slot, :] = 0.0
+        BOARD_ROW.pack_into(self._bytes, slot * ROW_WIDTH * DOUBLE_BYTES, *([0.0] * ROW_WIDTH))
