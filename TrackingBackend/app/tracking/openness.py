@@ -46,6 +46,9 @@ MIN_FIT_SAMPLES = 60
 # the lid beyond it is searched for over this fraction of the iris' half-height.
 IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.06
 SCLERA_SEARCH = 0.8
+# A lid farther from the pupil than this x the iris' half-height (or x the pupil radius before the iris is
+# known) is not measured there: the run went on into shadow.
+MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.6, 6.0
 # The iris is at least this much wider than the pupil (a smaller run is not the iris).
 MIN_IRIS_TO_PUPIL = 1.3
 # With no pupil seen, openness is at most this (a lid cue alone is easily fooled by lashes).
@@ -77,7 +80,8 @@ class LidEdges:
     """Upper and lower lid rows (sub-pixel, image y) at the measured column; gap = lower - upper.
 
     A censored edge is where the dark run met bright sclera at the iris' rim rather than a lid: the lid is at
-    least that far from the pupil, but where exactly is not seen.
+    least that far from the pupil, but where exactly is not seen. NaN: the run went on past any plausible lid
+    (shadow, vignetting), so that lid is not measured.
     """
 
     upper_y: float
@@ -88,6 +92,10 @@ class LidEdges:
     @property
     def gap_px(self) -> float:
         return max(self.lower_y - self.upper_y, 0.0)
+
+    @property
+    def measured(self) -> bool:
+        return not (self.upper_censored or self.lower_censored or np.isnan(self.upper_y) or np.isnan(self.lower_y))
 
 
 def _crossing(profile: npt.NDArray[np.float32], inside: int, outside: int, threshold: float) -> float:
@@ -160,7 +168,15 @@ def measure_lids(
     if smooth[row] >= threshold:
         return None
     upper, lower = _run_ends(smooth, row, threshold)
+    # A lid is never much farther from the pupil than the iris' rim: a longer run is shadow or vignetting.
+    farthest = MAX_LID_TO_IRIS * iris_half_height_px if iris_half_height_px else MAX_LID_TO_PUPIL * radius_px
+    if upper < y - farthest:
+        upper = float("nan")
+    if lower > y + farthest:
+        lower = float("nan")
     if iris_half_height_px is None:
+        return LidEdges(upper, lower)
+    if np.isnan(upper) or np.isnan(lower):
         return LidEdges(upper, lower)
     tolerance = max(IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE * iris_half_height_px)
     upper_censored = upper <= y - iris_half_height_px + tolerance
@@ -332,8 +348,7 @@ class LidEstimator:
                 # The iris' radius: its half-width undone of the foreshortening the pupil shows.
                 self._iris_radius.add(iris * radius / max(extent_x, 1e-3))
         edges = measure_lids(gray, x, y, radius, self._iris_half_height(pupil if seen else None))
-        uncensored = edges is not None and not (edges.upper_censored or edges.lower_censored)
-        if seen and edges is not None and uncensored and edges.upper_y < pupil.y < edges.lower_y:
+        if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
             self._baseline.add(x, y, edges)
         openness, widen, squeeze = self._lid_values(edges, x, y, radius)
         openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * visibility)
@@ -344,7 +359,7 @@ class LidEstimator:
             self._blink = False
         elif not self._blink and openness < BLINK_ON:
             self._blink = True
-        aperture = edges.gap_px if edges is not None else 0.0
+        aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
 
     def _iris_half_height(self, pupil: PupilResult | None) -> float | None:
@@ -361,20 +376,27 @@ class LidEstimator:
             return 0.0, 0.0, 0.0
         relaxed = self._baseline.predict(x, y)
         if relaxed is None:
+            if not (np.isfinite(edges.upper_y) and np.isfinite(edges.lower_y)):
+                return 1.0, 0.0, 0.0
             default_gap = max(DEFAULT_APERTURE_PER_PUPIL * 2.0 * radius, 1.0)
             return float(np.clip(edges.gap_px / default_gap, 0.0, 1.0)), 0.0, 0.0
         relaxed_gap, relaxed_lower = relaxed
         relaxed_gap = max(relaxed_gap, 1.0)
         # A censored lid is at least as far as the iris' rim: take it as relaxed unless seen further out.
         upper_y, lower_y = edges.upper_y, edges.lower_y
+        if np.isnan(upper_y) or np.isnan(lower_y):
+            # A lid lost in shadow: nothing is known beyond the pupil being seen (which caps openness).
+            return 1.0, 0.0, 0.0
+        relaxed_upper_y = y + relaxed_lower - relaxed_gap
+        # Widen raises the upper lid: only an upper lid actually seen above its relaxed place counts.
+        raised = 0.0 if edges.upper_censored else (relaxed_upper_y - upper_y) / relaxed_gap
+        widen = float(np.clip((raised - WIDEN_DEAD_ZONE) / WIDEN_GAP_GAIN, 0.0, 1.0))
         if edges.lower_censored:
             lower_y = max(lower_y, y + relaxed_lower)
         if edges.upper_censored:
-            upper_y = min(upper_y, y + relaxed_lower - relaxed_gap)
-        edges = LidEdges(upper_y, lower_y)
-        ratio = edges.gap_px / relaxed_gap
+            upper_y = min(upper_y, relaxed_upper_y)
+        ratio = max(lower_y - upper_y, 0.0) / relaxed_gap
         if ratio >= 1.0:
-            widen = float(np.clip((ratio - 1.0 - WIDEN_DEAD_ZONE) / WIDEN_GAP_GAIN, 0.0, 1.0))
             return 1.0, widen, 0.0
         loss = 1.0 - ratio
         lower_rise = float(np.clip((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss))
