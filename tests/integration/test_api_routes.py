@@ -186,6 +186,7 @@ def test_token_is_required_on_every_route_when_set(tmp_path: Path) -> None:
     with Service(
         tmp_path / "c.json", args=["--token", "s3cret-token"], ready_path="/etvr/status?token=s3cret-token"
     ) as svc:
+        svc.client.cookies.clear()  # the readiness check's ?token= set the cookie
         assert svc.get("/etvr/status").status_code == 401
         assert svc.get("/etvr/config", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert svc.get("/etvr/config", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
@@ -220,3 +221,16 @@ def test_cors_allows_the_desktop_app_and_local_pages_only(service: Service) -> N
             "/etvr/config", headers={"Origin": origin, "Access-Control-Request-Method": "POST"}
         )
         assert (response.headers.get("access-control-allow-origin") == origin) is allowed, origin
+
+
+def test_a_token_in_the_url_sets_a_cookie_that_docs_can_use(tmp_path: Path) -> None:
+    with Service(tmp_path / "c.json", args=["--token", "tok-123"], ready_path="/etvr/status?token=tok-123") as svc:
+        svc.client.cookies.clear()
+        assert svc.get("/openapi.json").status_code == 401
+        first = svc.get("/docs", params={"token": "tok-123"})
+        assert first.status_code == 200 and "etvr_token=tok-123" in first.headers["set-cookie"]
+        assert "HttpOnly" in first.headers["set-cookie"]
+        assert svc.get("/openapi.json").status_code == 200, "the cookie from ?token= is accepted"
+        svc.client.cookies.clear()
+        svc.client.cookies.set("etvr_token", "wrong")
+        assert svc.get("/openapi.json").status_code == 401

@@ -174,9 +174,14 @@ class Supervisor:
 
     def preview(self, tracker_uuid: str, kind: str) -> PreviewFrame | None:
         """The newest preview image of a running tracker, or None (not running, or nothing encoded yet)."""
-        with self._lock:
-            rt = self._runtimes.get(tracker_uuid)
-            return rt.previews[kind].latest() if rt is not None else None
+        # Lock-free (a stop holds the lock for seconds): a slot closed under us reads as "no image".
+        rt = self._runtimes.get(tracker_uuid)
+        if rt is None:
+            return None
+        try:
+            return rt.previews[kind].latest()
+        except (ValueError, BufferError):
+            return None
 
     @contextlib.contextmanager
     def watching_preview(self, tracker_uuid: str, kind: str) -> Iterator[None]:
@@ -236,6 +241,8 @@ class Supervisor:
                 )
                 if not alive:
                     info["state"] = "restarting" if self._running else "stopped"
+                elif not reported:
+                    info["state"] = "starting"  # spawned, not yet reporting
             processes[kind] = info
         camera = processes["camera"]
         return {
