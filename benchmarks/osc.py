@@ -1,0 +1,288 @@
+"""OSC output cost: encoding per message (per mode), and the OSC processes' CPU at 2 trackers x 90 fps.
+
+`python build.py bench osc [--quick] [--json PATH] [--seconds S]`
+
+1. Encoding: compose + encode one update for both eye processes (`TargetEncoder`), per mode:
+   messages per update, µs per message, messages/s one core could encode.
+2. Processes: two real OSC processes (`run_osc_loop`, spawned like the service spawns them), fed like the
+   tracker processes feed them (a pipe each and the shared result board) at 90 results/s per eye,
+   sending over UDP to local sinks. CPU of the two processes (user + system, from psutil) as % of one
+   core, for one target (v1) and for three targets (v1 + module + babble), and CPU µs per message sent.
+   Targets: <= 2 % of one core with one target, <= 3 % with three (both processes added up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from app.config.models import OscConfig, TrackerPosition
+from app.osc.compose import EyeSample, build_frame
+from app.osc.modes import resolve_targets
+from app.osc.output import TargetEncoder
+from app.runtime.results import ResultBoard, ResultRecord, pack_result
+from app.runtime.worker import SPAWN, new_stop_flag
+
+LEFT, RIGHT = TrackerPosition.LEFT_EYE, TrackerPosition.RIGHT_EYE
+SLOTS = {LEFT: 0, RIGHT: 1}
+FPS = 90.0
+MODES = ("v1", "v2", "native", "module", "babble")
+TARGET_CPU_ONE_PCT = 2.0
+TARGET_CPU_THREE_PCT = 3.0
+WARMUP_S = 0.5
+
+
+@dataclass
+class EncodeFigures:
+    mode: str
+    messages_per_update: float  # both eye processes together
+    us_per_message: float
+    messages_per_s: float
+
+
+@dataclass
+class ProcessFigures:
+    case: str
+    targets: int
+    seconds: float
+    updates_per_s: float  # results fed, both eyes
+    messages_per_s: float  # datagrams received by the sinks, all targets
+    cpu_pct_left: float
+    cpu_pct_right: float
+    cpu_pct_total: float
+    cpu_us_per_message: float
+    target_pct: float
+
+    @property
+    def met(self) -> bool:
+        return self.cpu_pct_total <= self.target_pct
+
+
+def _record(i: int, now: float) -> ResultRecord:
+    # Moving values, with a blink now and then, like a real eye.
+    phase = (i % 180) / 180.0
+    openness = 0.0 if i % 300 < 6 else 0.9
+    return ResultRecord(
+        sequence=float(i),
+        capture_ts=now,
+        processed_ts=now,
+        gaze_x=phase * 2 - 1,
+        gaze_y=0.5 - phase,
+        openness=openness,
+        dilation=0.4,
+        widen=0.1,
+        squeeze=0.0,
+    )
+
+
+def bench_encoding(updates: int) -> list[EncodeFigures]:
+    figures = []
+    for mode in MODES:
+        plan = resolve_targets(OscConfig.model_validate({"outputs": [{"mode": mode}]}))[0]
+        left_encoder, right_encoder = TargetEncoder(plan), TargetEncoder(plan)
+        messages = 0
+        start = time.perf_counter()
+        for i in range(updates):
+            eyes = [EyeSample(LEFT, _record(i, 0.0)), EyeSample(RIGHT, _record(i + 7, 0.0))]
+            frame = build_frame(eyes, False, False)
+            assert frame is not None
+            messages += len(left_encoder.datagrams(frame, LEFT)) + len(right_encoder.datagrams(frame, RIGHT))
+        elapsed = time.perf_counter() - start
+        figures.append(EncodeFigures(mode, messages / updates, elapsed / messages * 1e6, messages / elapsed))
+    return figures
+
+
+def _osc_child(config_json: str, rx: Connection, position: str, board_shared: Any, stop_flag: Any, ready: Any) -> None:
+    """An OSC process as the service runs it (minus logging and the config watcher)."""
+    from app.osc.sender import OscOutputs
+    from app.runtime.osc_process import OscSettings, run_osc_loop
+    from app.runtime.worker_host import StatusPublisher
+
+    ready.set()
+
+    own = TrackerPosition(position)
+    others = {p: s for p, s in SLOTS.items() if p != own}
+    outputs = OscOutputs()
+    settings = OscSettings(OscConfig.model_validate_json(config_json))
+    status = StatusPublisher({}, position)
+    try:
+        run_osc_loop(
+            settings, rx, own, others, ResultBoard(board_shared), outputs, lambda: bool(stop_flag.value), status
+        )
+    finally:
+        outputs.close()
+
+
+class _Sinks:
+    """UDP sockets that count what arrives (drained in a thread of this process)."""
+
+    def __init__(self, count: int) -> None:
+        self.socks = []
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+            sock.bind(("127.0.0.1", 0))
+            sock.settimeout(0.05)
+            self.socks.append(sock)
+        self.counts = [0] * count
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._drain, args=(i,), daemon=True) for i in range(count)]
+        for thread in self._threads:
+            thread.start()
+
+    def ports(self) -> list[int]:
+        return [int(s.getsockname()[1]) for s in self.socks]
+
+    def _drain(self, index: int) -> None:
+        sock = self.socks[index]
+        while not self._stop.is_set():
+            try:
+                sock.recv(2048)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.counts[index] += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(1)
+        for sock in self.socks:
+            sock.close()
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def bench_processes(case: str, modes: list[str], seconds: float, target_pct: float) -> ProcessFigures:
+    sinks = _Sinks(len(modes))
+    config = OscConfig.model_validate(
+        {"outputs": [{"name": m, "mode": m, "port": p} for m, p in zip(modes, sinks.ports(), strict=True)]}
+    )
+    board = ResultBoard()
+    stop_flag = new_stop_flag()
+    pipes: dict[TrackerPosition, Connection] = {}
+    children = []
+    readies = []
+    for position in (LEFT, RIGHT):
+        ready = SPAWN.Event()
+        readies.append(ready)
+        rx, tx = SPAWN.Pipe(duplex=False)
+        pipes[position] = tx
+        child = SPAWN.Process(
+            target=_osc_child,
+            args=(config.model_dump_json(), rx, position.value, board.shared, stop_flag, ready),
+            name=f"bench-osc-{position.value}",
+            daemon=True,
+        )
+        child.start()
+        children.append(child)
+    procs = [psutil.Process(c.pid) for c in children]
+    period = 1.0 / FPS
+    try:
+        for ready in readies:
+            ready.wait(30)  # imports in the children
+        i = 0
+        next_at = time.monotonic()
+        measure_at = next_at + WARMUP_S
+        measured = False
+        cpu0: list[float] = []
+        sent0 = 0
+        start = 0.0
+        end_at = measure_at + seconds
+        while True:
+            now = time.monotonic()
+            if not measured and now >= measure_at:
+                cpu0 = [_cpu_s(p) for p in procs]
+                sent0 = sum(sinks.counts)
+                start, measured, i0 = now, True, i
+            if now >= end_at:
+                break
+            for offset, position in enumerate((LEFT, RIGHT)):
+                record = _record(i + offset * 7, time.monotonic())
+                board.post(SLOTS[position], record)
+                pipes[position].send_bytes(pack_result(record))
+            i += 1
+            next_at += period
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        elapsed = time.monotonic() - start
+        cpu = [_cpu_s(p) - c0 for p, c0 in zip(procs, cpu0, strict=True)]
+        time.sleep(0.05)
+        messages = sum(sinks.counts) - sent0
+    finally:
+        stop_flag.value = True
+        for child in children:
+            child.join(3)
+            if child.is_alive():
+                child.kill()
+        for tx in pipes.values():
+            tx.close()
+        sinks.close()
+    total_cpu = sum(cpu)
+    return ProcessFigures(
+        case=case,
+        targets=len(modes),
+        seconds=elapsed,
+        updates_per_s=2 * (i - i0) / elapsed,
+        messages_per_s=messages / elapsed,
+        cpu_pct_left=cpu[0] / elapsed * 100,
+        cpu_pct_right=cpu[1] / elapsed * 100,
+        cpu_pct_total=total_cpu / elapsed * 100,
+        cpu_us_per_message=total_cpu / max(messages, 1) * 1e6,
+        target_pct=target_pct,
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench osc", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="short run (smoke test)")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per process case")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (1.0 if args.quick else 10.0)
+    updates = 500 if args.quick else 20_000
+
+    encoding = bench_encoding(updates)
+    print(f"OSC encoding (compose + encode, both eye processes; {updates} updates per mode)")
+    print(f"{'mode':<8} {'msgs/update':>11} {'µs/msg':>8} {'msgs/s (1 core)':>16}")
+    for e in encoding:
+        print(f"{e.mode:<8} {e.messages_per_update:>11.1f} {e.us_per_message:>8.2f} {e.messages_per_s:>16,.0f}")
+
+    one = bench_processes("1 target (v1)", ["v1"], seconds, TARGET_CPU_ONE_PCT)
+    three = bench_processes("3 targets (v1+module+babble)", ["v1", "module", "babble"], seconds, TARGET_CPU_THREE_PCT)
+    print(f"\nOSC processes: 2 trackers x {FPS:.0f} fps, {seconds:.0f} s measured per case")
+    header = f"{'case':<30} {'updates/s':>9} {'msgs/s':>7} {'CPU L %':>7} {'CPU R %':>7} {'CPU sum %':>9}"
+    print(header + f" {'µs CPU/msg':>10} {'target':>7}")
+    for p in (one, three):
+        verdict = "met" if p.met else "MISSED"
+        print(
+            f"{p.case:<30} {p.updates_per_s:>9.0f} {p.messages_per_s:>7.0f} {p.cpu_pct_left:>7.2f} "
+            f"{p.cpu_pct_right:>7.2f} {p.cpu_pct_total:>9.2f} {p.cpu_us_per_message:>10.1f} "
+            f"{'≤' + format(p.target_pct, '.0f') + ' % ' + verdict:>7}"
+        )
+    extra_msgs = three.messages_per_s - one.messages_per_s
+    if extra_msgs > 0:
+        extra_us = (three.cpu_pct_total - one.cpu_pct_total) / 100 / extra_msgs * 1e6
+        per_target = (three.cpu_pct_total - one.cpu_pct_total) / 2
+        print(f"each extra target: {per_target:.2f} % of a core, {extra_us:.1f} µs CPU per extra message")
+    if args.json:
+        payload = {"encoding": [asdict(e) for e in encoding], "processes": [asdict(p) for p in (one, three)]}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,19 @@
+"""`python build.py bench osc --quick` runs end to end and reports sane figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks import osc as osc_bench
+
+
+def test_osc_benchmark_quick_mode(tmp_path: Path) -> None:
+    out = tmp_path / "osc.json"
+    assert osc_bench.main(["--quick", "--seconds", "0.5", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert {e["mode"] for e in figures["encoding"]} == {"v1", "v2", "native", "module", "babble"}
+    assert all(e["us_per_message"] > 0 for e in figures["encoding"])
+    one, three = figures["processes"]
+    assert one["messages_per_s"] > 100 and three["messages_per_s"] > one["messages_per_s"]
+    assert 0 < one["cpu_pct_total"] < 100
