@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,9 @@ commands:
   dev [args]           run the service with code reload, for development
   test [pytest args]   install what the tests need and run the whole suite
   lint                 ruff check, ruff format --check, mypy
-  build                build the single executable dist/ETVR with PyInstaller
+  build [--sidecar DIR]
+                       build the single executable dist/ETVR with PyInstaller; --sidecar also copies
+                       it to DIR/ETVR-<rust target triple> for the desktop app (Tauri)
   bench <name> [args]  run a benchmark and print its figures; `bench list` lists them
   profile [args]       profile the running service across all its processes
 """
@@ -164,12 +167,46 @@ def cmd_lint(args: list[str]) -> int:
     return 1 if failures else 0
 
 
+def rust_target_triple() -> str:
+    """The Rust host triple that names a Tauri sidecar (`ETVR-<triple>`): `rustc -vV`'s `host:`, else guessed."""
+    rustc = shutil.which("rustc")
+    if rustc:
+        output = subprocess.run([rustc, "-vV"], capture_output=True, text=True, check=False).stdout
+        for line in output.splitlines():
+            if line.startswith("host:"):
+                return line.split(":", 1)[1].strip()
+    machine = platform.machine().lower()
+    arch = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "i386": "i686", "x86": "i686"}.get(machine, machine)
+    if IS_WINDOWS:
+        return f"{arch}-pc-windows-msvc"
+    if sys.platform == "darwin":
+        return f"{arch}-apple-darwin"
+    if arch.startswith("armv7"):
+        return "armv7-unknown-linux-gnueabihf"
+    return f"{arch}-unknown-linux-gnu"
+
+
 def cmd_build(args: list[str]) -> int:
+    """`build [--sidecar DIR]`: dist/ETVR, and with --sidecar a copy named as the desktop app expects."""
+    sidecar_dir: Path | None = None
+    if "--sidecar" in args:
+        at = args.index("--sidecar")
+        if at + 1 >= len(args):
+            print("--sidecar needs a folder (the desktop app's `bin`)", file=sys.stderr)
+            return 2
+        sidecar_dir = Path(args[at + 1])
+        args = args[:at] + args[at + 2 :]
     ensure_environment()
     code = _run([venv_python(), "-m", "PyInstaller", "--noconfirm", "--clean", "ETVR.spec", *args])
     if code == 0:
-        exe = ROOT / "dist" / ("ETVR.exe" if IS_WINDOWS else "ETVR")
+        suffix = ".exe" if IS_WINDOWS else ""
+        exe = ROOT / "dist" / f"ETVR{suffix}"
         print(f"built {exe} ({exe.stat().st_size / 1e6:.1f} MB)")
+        if sidecar_dir is not None:
+            sidecar_dir.mkdir(parents=True, exist_ok=True)
+            sidecar = sidecar_dir / f"ETVR-{rust_target_triple()}{suffix}"
+            shutil.copy2(exe, sidecar)
+            print(f"sidecar {sidecar}")
     return code
 
 

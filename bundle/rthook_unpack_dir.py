@@ -50,8 +50,9 @@ def _owners_alive(owner_file: Path) -> bool:
         return True  # unreadable now (being written or removed): leave it
     for pid in pids:
         with contextlib.suppress(psutil.Error):
-            # A process started after the owner file was written only reuses the pid.
-            if psutil.Process(pid).create_time() <= written_at + 1.0:
+            process = psutil.Process(pid)
+            # A zombie is dead but not yet reaped; a process started after the owner file only reuses the pid.
+            if process.status() != psutil.STATUS_ZOMBIE and process.create_time() <= written_at + 1.0:
                 return True
     return False
 
