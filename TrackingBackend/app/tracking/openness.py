@@ -51,6 +51,7 @@ SCLERA_SEARCH = 0.8
 MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.6, 6.0
 # The iris is at least this much wider than the pupil (a smaller run is not the iris).
 MIN_IRIS_TO_PUPIL = 1.3
+IRIS_SAMPLE_EVERY = 4
 # With no pupil seen, openness is at most this (a lid cue alone is easily fooled by lashes).
 NO_PUPIL_OPENNESS_CAP = 0.15
 # Pupil visibility ramps: (value at 0, value at 1) for confidence and minor/major axis ratio.
@@ -325,6 +326,7 @@ class LidEstimator:
         self._baseline = LidBaseline()
         self._pupil_size = _RunningMedian()
         self._iris_radius = _RunningMedian()
+        self._seen_count = 0
         self._last_x: float | None = None
         self._last_y: float | None = None
         self._last_radius = 0.0
@@ -342,7 +344,10 @@ class LidEstimator:
         radius = self._last_radius or min(height, width) * 0.06
         if seen:
             self._pupil_size.add(max(pupil.ellipse_w, pupil.ellipse_h))
-            iris = measure_iris_half_width(gray, pupil.x, pupil.y, radius)
+            self._seen_count += 1
+            # The iris' size does not change: once known, a sample now and then keeps it current.
+            due = not self._iris_radius.ready or self._seen_count % IRIS_SAMPLE_EVERY == 0
+            iris = measure_iris_half_width(gray, pupil.x, pupil.y, radius) if due else None
             extent_x, _ = _extents(pupil)
             if iris is not None and iris >= MIN_IRIS_TO_PUPIL * extent_x:
                 # The iris' radius: its half-width undone of the foreshortening the pupil shows.
