@@ -15,6 +15,7 @@ the eye whose process sends it (see `docs/osc.md`, "Who sends what"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from app.config.models import TrackerPosition
 from app.osc.messages import clamp
@@ -33,9 +34,8 @@ class EyeSample:
     record: ResultRecord
 
 
-@dataclass(frozen=True, slots=True)
-class EyeValues:
-    """One eye's values, clamped to their ranges and never NaN."""
+class EyeValues(NamedTuple):
+    """One eye's values, clamped to their ranges and never NaN (tuples: built on every update)."""
 
     gaze_x: float  # [-1, 1], + = the user's right
     gaze_y: float  # [-1, 1], + = up
@@ -56,15 +56,14 @@ class EyeValues:
         )
 
     def with_openness(self, openness: float) -> EyeValues:
-        return EyeValues(self.gaze_x, self.gaze_y, openness, self.dilation, self.widen, self.squeeze)
+        return self._replace(openness=openness)
 
     @property
     def closed(self) -> bool:
         return self.openness <= CLOSED_OPENNESS
 
 
-@dataclass(frozen=True, slots=True)
-class EyeFrame:
+class EyeFrame(NamedTuple):
     """What one update shows: each side's values (after single-eye, mirror and sync blink) and owners."""
 
     left: EyeValues

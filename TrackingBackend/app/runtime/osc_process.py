@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import struct
 import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
 from app.osc.compose import EyeSample, build_frame, fresh_eyes
@@ -50,6 +52,23 @@ def bench_latency_prefix(position: TrackerPosition) -> bytes | None:
     return _osc_string(BENCH_LATENCY_ADDRESS) + _osc_string(",siddd") + _osc_string(position.value)
 
 
+class ResultWaiter:
+    """Waits for the next result on the pipe. `Connection.poll` builds a selector on every call (tens of
+    µs, twice per result); where the platform has `select.poll` one poller is kept instead."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._poller: Any = None
+        if hasattr(select, "poll"):
+            self._poller = select.poll()
+            self._poller.register(connection.fileno(), select.POLLIN)
+
+    def ready(self, timeout_s: float) -> bool:
+        if self._poller is None:
+            return self._connection.poll(timeout_s)
+        return bool(self._poller.poll(int(timeout_s * 1000)))
+
+
 class OscSettings:
     """The OSC section, swapped atomically by the config watcher thread."""
 
@@ -75,13 +94,14 @@ def run_osc_loop(
     bench_prefix = bench_latency_prefix(own_position)
     applied: OscConfig | None = None
     next_status_s = 0.0
+    waiter = ResultWaiter(results_rx)
     while not should_stop():
         if time.monotonic() >= next_status_s:
             _publish(status, updates, outputs)
             next_status_s = time.monotonic() + STATUS_EVERY_S
-        if not results_rx.poll(READ_TIMEOUT_S):
+        if not waiter.ready(READ_TIMEOUT_S):
             continue
-        while results_rx.poll(0):
+        while waiter.ready(0.0):
             record = unpack_result(results_rx.recv_bytes())
             config = settings.config
             if config is not applied:
