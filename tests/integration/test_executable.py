@@ -8,6 +8,7 @@ Slow (run explicitly with `-m slow`): the first run builds the executable with P
 from __future__ import annotations
 
 import contextlib
+import csv
 import importlib.util
 import os
 import shutil
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import httpx
 import psutil
 import pytest
@@ -28,6 +30,7 @@ from pythonosc.osc_message import OscMessage
 
 from app import __version__
 from app.api.app import demo_config
+from app.camera.virtual_eye import VirtualEyeSource
 from app.config.models import EtvrConfig
 from tests.support.service import REPO_ROOT, free_port
 
@@ -41,6 +44,7 @@ OSC_TIMEOUT_S = 15.0
 OSC_COLLECT_S = 2.0
 GONE_TIMEOUT_S = 5.0
 RUN_MARKER = "ETVR_TEST_RUN"
+ANALYZE_FRAMES = 30
 
 
 def _newest_input_mtime() -> float:
@@ -246,6 +250,32 @@ def test_cli_help_and_version(executable: Path) -> None:
     usage = subprocess.run([str(executable), "--help"], capture_output=True, text=True, timeout=60, check=True)
     for option in ("--host", "--port", "--config", "--demo", "ETVR_PORT", "ETVR_HOST", "ETVR_CONFIG"):
         assert option in usage.stdout
+
+
+def test_analyze_a_video(executable: Path, tmp_path: Path) -> None:
+    """`ETVR analyze`: the pipeline offline, reading a video through the bundled OpenCV/FFmpeg."""
+    video = tmp_path / "eye.avi"
+    source = VirtualEyeSource(paced=False)
+    source.open()
+    frames = [frame.gray for frame in (source.read(1.0) for _ in range(ANALYZE_FRAMES)) if frame is not None]
+    height, width = frames[0].shape
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (width, height), False)
+    for gray in frames:
+        writer.write(gray)
+    writer.release()
+    csv_path = tmp_path / "eye.csv"
+    result = subprocess.run(
+        [str(executable), "analyze", str(video), "--csv", str(csv_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with csv_path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == ANALYZE_FRAMES
+    assert sum(1 for row in rows if row["pupil_x"]) > ANALYZE_FRAMES // 2
 
 
 def test_started_like_the_desktop_app_then_hard_killed(
