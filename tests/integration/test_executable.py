@@ -300,6 +300,9 @@ def test_started_like_the_desktop_app_then_hard_killed(
             docs = launch.client.get("/docs")
             assert docs.status_code == 200 and "swagger" in docs.text.lower()
             assert "/etvr/status" in launch.client.get("/openapi.json").json()["paths"]
+            # Discovery loads zeroconf's compiled modules and pyserial's port listing from the bundle.
+            cameras = launch.client.get("/etvr/cameras", params={"mdns_timeout_s": 0.5})
+            assert cameras.status_code == 200 and isinstance(cameras.json(), list)
             if (REPO_ROOT / "TrackingBackend" / "assets" / "index.html").is_file():
                 assert launch.client.get("/").status_code == 200, "dashboard assets missing from the bundle"
 
