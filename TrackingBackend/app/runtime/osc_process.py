@@ -15,16 +15,18 @@ import threading
 import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
 from app.osc.compose import EyeSample, build_frame, fresh_eyes
-from app.osc.discovery import VrchatOscFinder
 from app.osc.modes import resolve_targets
 from app.osc.sender import OscOutputs
 from app.runtime.results import ResultBoard, unpack_result
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
+
+if TYPE_CHECKING:
+    from app.osc.discovery import VrchatOscFinder
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +153,8 @@ class OscShell:
         """Browse for VRChat's OSCQuery advertisement only while a target asks for its port."""
         wanted = config.enable_sending and any(t.enabled and t.auto_port for t in config.outputs)
         if wanted and self.finder is None:
+            from app.osc.discovery import VrchatOscFinder  # zeroconf: imported only when asked for
+
             self.finder = VrchatOscFinder()
             self.finder.start()
         elif not wanted and self.finder is not None:
