@@ -43,6 +43,7 @@ START_TIMEOUT_S = 30.0
 OSC_TIMEOUT_S = 15.0
 OSC_COLLECT_S = 2.0
 GONE_TIMEOUT_S = 5.0
+ORPHAN_STOP_TIMEOUT_S = 15.0  # a graceful stop: workers get 2 s each to join
 RUN_MARKER = "ETVR_TEST_RUN"
 ANALYZE_FRAMES = 30
 
@@ -153,8 +154,11 @@ class Launch:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(GONE_TIMEOUT_S)
+        self.close()
+
+    def close(self) -> None:
         self.client.close()
-        # EOF once every process of the group is gone.
+        # EOF once every process that inherited stdout is gone.
         self._stdout_reader.join(GONE_TIMEOUT_S)
         if not self._stdout_reader.is_alive():
             assert self.process.stdout is not None
@@ -172,6 +176,7 @@ def launched(exe: Path, folder: Path, args: list[str], env: dict[str, str], port
         for process in launch.ours():  # only after a failure: the test asserts there are none
             with contextlib.suppress(psutil.Error):
                 process.kill()
+        launch.close()
 
 
 @contextlib.contextmanager
@@ -229,8 +234,8 @@ def assert_workers_are_spawned_children(launch: Launch, expected_workers: int) -
     assert sum(1 for line in launch.stdout_lines if "listening on" in line) == 1
 
 
-def assert_all_gone(launch: Launch) -> None:
-    deadline = time.monotonic() + GONE_TIMEOUT_S
+def assert_all_gone(launch: Launch, timeout_s: float = GONE_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
     while (left := launch.ours()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not left, f"processes outlived the hard kill: {[p.cmdline() for p in left]}"
@@ -357,3 +362,18 @@ def test_started_like_the_desktop_app_then_hard_killed(
             f"\nETVR executable {size_mb:.1f} MB; first /etvr/status {ready_s:.2f} s after launch "
             f"(demo {demo_ready_s:.2f} s)"
         )
+
+
+@pytest.mark.skipif(os.name == "nt", reason="on Windows the bootloader's job object ends the service with it")
+def test_service_stops_when_only_the_bootloader_is_killed(executable: Path, tmp_path: Path) -> None:
+    """Regression: a kill of the one-file bootloader's pid alone (not its group) left the service and its
+    workers running as orphans on Linux, holding the port. The runtime hook now stops them gracefully."""
+    port = free_port()
+    env = {"ETVR_CONFIG": str(tmp_path / "demo-config.json"), "ETVR_PORT": str(port)}
+    with launched(executable, tmp_path, ["--demo"], env, port) as launch:
+        launch.wait_ready()
+        assert launch.client.get("/etvr/status").json() is True
+        assert len(launch.ours()) > 4, "the demo's workers should be running"
+        os.kill(launch.process.pid, signal.SIGKILL)
+        launch.process.wait(GONE_TIMEOUT_S)
+        assert_all_gone(launch, timeout_s=ORPHAN_STOP_TIMEOUT_S)
