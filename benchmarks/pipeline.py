@@ -389,7 +389,9 @@ def _slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / denominator if denominator else 0.0
 
 
-def evaluate_targets(cases: list[dict[str, Any]], idle: dict[str, Any] | None) -> list[dict[str, Any]]:
+def evaluate_targets(
+    cases: list[dict[str, Any]], idle: dict[str, Any] | None, soak: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     targets: list[dict[str, Any]] = []
 
     def add(name: str, value: float, limit: float, higher_is_better: bool) -> None:
@@ -408,6 +410,8 @@ def evaluate_targets(cases: list[dict[str, Any]], idle: dict[str, Any] | None) -
             add(f"{where}: frames/s through the pipeline", s["osc_updates_per_s"], TARGET_UNTHROTTLED_FPS, True)
     if idle is not None:
         add("idle (trackers stopped): CPU % of one core", idle["cpu_pct_total"], TARGET_IDLE_CPU_PCT, False)
+    if soak is not None:
+        add("soak: latency p50 growth, ms per minute", soak["p50_slope_ms_per_min"], SOAK_MAX_SLOPE_MS_PER_MIN, False)
     return targets
 
 
@@ -496,6 +500,7 @@ def main(argv: list[str]) -> int:
             "CPU % is of one core, summed over the service's processes; RSS double-counts shared pages, PSS not",
             "4 trackers = two service instances with 2 trackers each (one enabled tracker per eye position)",
             "virtual-eye cases include rendering the eye in the camera process (about 1-2 ms per frame)",
+            "the MJPEG reader delivers at most max_fps (240) frames/s, so 'max' over MJPEG is a flood test",
         ],
     }
     receiver = OscReceiver(2)
@@ -529,7 +534,7 @@ def main(argv: list[str]) -> int:
     finally:
         receiver.close()
     report["machine"]["loadavg_end"] = list(os.getloadavg())
-    report["targets"] = evaluate_targets(report.get("cases", []), report.get("idle"))
+    report["targets"] = evaluate_targets(report.get("cases", []), report.get("idle"), report.get("soak"))
 
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"pipeline-{stamp}.json"
