@@ -32,8 +32,6 @@ HISTORY_FRAMES = 900
 # Baselines are refreshed every this many accepted samples (medians of a deque are not free).
 REFRESH_EVERY = 15
 MIN_BASELINE_SAMPLES = 20
-# Iris height ~ this x the pupil diameter until the user's own baseline is measured.
-DEFAULT_APERTURE_PER_PUPIL = 2.6
 # Share of a gap loss done by the lower lid: closing (blink, droop) and squinting.
 LOWER_SHARE_CLOSING, LOWER_SHARE_SQUEEZE = 0.25, 0.46
 # A full squeeze narrows the relaxed gap by about this fraction; a full widen opens it by this fraction.
@@ -355,7 +353,7 @@ class LidEstimator:
         edges = measure_lids(gray, x, y, radius, self._iris_half_height(pupil if seen else None))
         if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
             self._baseline.add(x, y, edges)
-        openness, widen, squeeze = self._lid_values(edges, x, y, radius)
+        openness, widen, squeeze = self._lid_values(edges, x, y)
         openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * visibility)
         if not (seen and self._baseline.ready):
             # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
@@ -375,16 +373,14 @@ class LidEstimator:
         _, extent_y = _extents(pupil)
         return float(iris * extent_y / max(pupil.ellipse_w, pupil.ellipse_h, 1e-3) * 2.0)
 
-    def _lid_values(self, edges: LidEdges | None, x: float, y: float, radius: float) -> tuple[float, float, float]:
+    def _lid_values(self, edges: LidEdges | None, x: float, y: float) -> tuple[float, float, float]:
         """(openness, widen, squeeze) from the lids against the relaxed baseline at this pupil position."""
         if edges is None:
             return 0.0, 0.0, 0.0
         relaxed = self._baseline.predict(x, y)
         if relaxed is None:
-            if not (np.isfinite(edges.upper_y) and np.isfinite(edges.lower_y)):
-                return 1.0, 0.0, 0.0
-            default_gap = max(DEFAULT_APERTURE_PER_PUPIL * 2.0 * radius, 1.0)
-            return float(np.clip(edges.gap_px / default_gap, 0.0, 1.0)), 0.0, 0.0
+            # Until the user's relaxed lids are learnt, a seen pupil means open (visibility caps it otherwise).
+            return 1.0, 0.0, 0.0
         relaxed_gap, relaxed_lower = relaxed
         relaxed_gap = max(relaxed_gap, 1.0)
         # A censored lid is at least as far as the iris' rim: take it as relaxed unless seen further out.
