@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +36,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 from tests.support.service import REPO_ROOT, Service
 
@@ -265,8 +268,44 @@ def _camera_for(source_kind: str, rate: str) -> Iterator[tuple[str, FakeCameraPr
         camera.close()
 
 
+def _watch_feed(url: str, stop: threading.Event) -> None:
+    """Read an MJPEG preview like the GUI does, until `stop`."""
+    with contextlib.suppress(httpx.HTTPError), httpx.stream("GET", url, timeout=5.0) as response:
+        for _ in response.iter_bytes():
+            if stop.is_set():
+                return
+
+
+@contextlib.contextmanager
+def _previews_watched(bench: Bench, layout: list[tuple[int, tuple[str, ...]]], enabled: bool) -> Iterator[None]:
+    """While inside, both previews of every tracker are streamed (as with the desktop app open)."""
+    stop = threading.Event()
+    threads = []
+    if enabled:
+        for index, positions in layout:
+            base = bench.service(index).service.url
+            for position, kind in itertools.product(positions, ("camera", "algorithm")):
+                url = f"{base}/etvr/feed/bench-{position.lower()}/{kind}"
+                threads.append(threading.Thread(target=_watch_feed, args=(url, stop), daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=5.0)
+
+
 def run_case(
-    bench: Bench, source_kind: str, rate: str, trackers: int, warmup_s: float, seconds: float, repeats: int
+    bench: Bench,
+    source_kind: str,
+    rate: str,
+    trackers: int,
+    warmup_s: float,
+    seconds: float,
+    repeats: int,
+    watch_previews: bool = False,
 ) -> tuple[dict[str, Any], list[float]]:
     layout = _layout(trackers)
     with _camera_for(source_kind, rate) as (source, camera):
@@ -276,18 +315,20 @@ def run_case(
         for index in range(len(layout), len(bench.services)):
             bench.stop_service(index)
         bench.wait_for_eyes({(index, p) for index, positions in layout for p in positions}, since)
-        time.sleep(warmup_s)
         summaries, latencies = [], []
-        for _ in range(repeats):
-            window = measure_window(bench, seconds, camera)
-            summaries.append(summarise_window(window, trackers))
-            latencies += latencies_ms(window.records)
+        with _previews_watched(bench, layout, watch_previews):
+            time.sleep(warmup_s)
+            for _ in range(repeats):
+                window = measure_window(bench, seconds, camera)
+                summaries.append(summarise_window(window, trackers))
+                latencies += latencies_ms(window.records)
     case = {
         "source": source_kind,
         "capture_source": source if source_kind == "virtual" else "http (fake OpenIris)",
         "rate": rate,
         "trackers": trackers,
         "services": len(layout),
+        "previews_watched": watch_previews,
         "summary": _median_numbers(summaries),
         "repeats": summaries,
     }
@@ -478,6 +519,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rates", default="60,90,120,max", help="camera rates, of 60,90,120,max (unthrottled)")
     parser.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU window (0 skips it)")
     parser.add_argument("--step-seconds", type=float, default=9.0, help="step-response window per filter (0 skips)")
+    parser.add_argument(
+        "--watch-previews", action="store_true", help="stream both MJPEG previews of each tracker, as the GUI does"
+    )
     parser.add_argument("--soak-minutes", type=float, default=0.0, help="run only the soak (2 trackers, 90 fps)")
     parser.add_argument("--quick", action="store_true", help="one short case (smoke test): 1 tracker, virtual, 90")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results", help="where the JSON/PNG go")
@@ -519,7 +563,14 @@ def main(argv: list[str]) -> int:
                             for rate in rates:
                                 print(f"case: {source} {rate} fps, {count} tracker(s)", flush=True)
                                 case, latencies = run_case(
-                                    bench, source, rate, count, args.warmup, args.seconds, args.repeats
+                                    bench,
+                                    source,
+                                    rate,
+                                    count,
+                                    args.warmup,
+                                    args.seconds,
+                                    args.repeats,
+                                    args.watch_previews,
                                 )
                                 cases.append(case)
                                 histograms.append((f"{source} {rate} fps, {count} trk", latencies))
