@@ -236,6 +236,7 @@ def test_token_guards_the_dashboard_its_assets_and_the_socket(tmp_path_factory: 
         assert f'src="assets/dashboard.js?token={token}"' in page.text
         assert f'href="assets/dashboard.css?token={token}"' in page.text
         bare = {"Authorization": ""}
+        service.client.cookies.clear()  # a ?token= answer also sets a cookie: test the bare request without it
         assert service.client.get("/assets/dashboard.js", headers=bare).status_code == 401
         script = service.client.get("/assets/dashboard.js", params={"token": token}, headers=bare)
         assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")

@@ -151,3 +151,17 @@ def test_changed_sections_names_what_changed() -> None:
     assert changed_sections(old, new) == {"osc", f"tracker:{uuid}:camera"}
     doc["trackers"].pop()
     assert "trackers" in changed_sections(old, EtvrConfig.model_validate(doc))
+
+
+def test_a_late_read_of_our_own_earlier_write_is_not_adopted_back(tmp_path: Path) -> None:
+    """Regression: under 100 concurrent API updates, the main process's file watcher read the file
+    between two writes and adopted that older content, undoing the updates made after it."""
+    store = ConfigStore(tmp_path / "c.json")
+    store.load()
+    store.update({"osc": {"sending_port": 9101}})
+    stale = read_config_file(store.path).config
+    store.update({"osc": {"sending_port": 9102}})
+    assert store.adopt(stale) is False
+    assert store.config.osc.sending_port == 9102
+    hand_edit = EtvrConfig.model_validate({**stale.model_dump(mode="json"), "debug": True})
+    assert store.adopt(hand_edit) is True and store.config.debug is True

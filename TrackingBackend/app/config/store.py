@@ -8,12 +8,14 @@ silently lost; if the disk refuses a write, keep serving the in-memory config an
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
 import tempfile
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 JsonDict = dict[str, Any]
 MAX_CONFIG_FILE_BYTES = 4 * 1024 * 1024
+WRITE_HISTORY = 256
 
 
 class ConfigFileError(ValueError):
@@ -149,6 +152,7 @@ class ConfigStore:
         self.persist_error: str | None = None
         self.revision = 0
         self._known_bytes: bytes | None = None  # what this store last wrote or read, to spot outside edits
+        self._written: deque[bytes] = deque(maxlen=WRITE_HISTORY)  # digests of recent writes
 
     @property
     def config(self) -> EtvrConfig:
@@ -199,9 +203,12 @@ class ConfigStore:
             return self._config
 
     def adopt(self, config: EtvrConfig) -> bool:
-        """Take a config that was already validated from the file (a hand edit); True if it differs."""
+        """Take a config that was already validated from the file (a hand edit); True if it differs.
+
+        The watcher may read the file late, after further API writes: content this store wrote itself
+        is never adopted back, or a stale read would undo the updates made since."""
         with self.lock:
-            if config == self._config:
+            if config == self._config or hashlib.sha256(serialize_config(config)).digest() in self._written:
                 return False
             self._config = config
             self.revision += 1
@@ -232,6 +239,7 @@ class ConfigStore:
             self._keep_unknown_file_content()
             write_atomically(self.path, payload)
             self._known_bytes = payload
+            self._written.append(hashlib.sha256(payload).digest())
         except OSError as exc:
             self.persist_error = f"could not save {self.path}: {exc.strerror or exc}; changes live in memory only"
             logger.error("%s", self.persist_error)

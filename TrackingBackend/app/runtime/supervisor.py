@@ -39,10 +39,6 @@ EYE_POSITIONS = (TrackerPosition.LEFT_EYE, TrackerPosition.RIGHT_EYE)
 PROCESS_KINDS = ("camera", "tracker", "osc")
 
 
-def _manager_initializer() -> None:
-    watch_parent()
-
-
 @dataclass
 class ProcessSlot:
     kind: str
@@ -86,7 +82,8 @@ class Supervisor:
         self._closed = False
         self.board = ResultBoard()
         self._manager = SyncManager(ctx=SPAWN)
-        self._manager.start(initializer=_manager_initializer)
+        # The initializer lives in a light module: the manager process need not import this one.
+        self._manager.start(initializer=watch_parent)
         self.status: Any = self._manager.dict()
         self._uplinks = UplinkReader(self._on_event)
         self._monitor_stop = threading.Event()
