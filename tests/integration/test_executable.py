@@ -34,7 +34,8 @@ from app.camera.virtual_eye import VirtualEyeSource
 from app.config.models import EtvrConfig
 from tests.support.service import REPO_ROOT, free_port
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+# Slow, yet part of the default run and CI (the `ci` marker): one build per run, reused when up to date.
+pytestmark = [pytest.mark.slow, pytest.mark.ci, pytest.mark.timeout(900)]
 
 EXE = REPO_ROOT / "dist" / ("ETVR.exe" if os.name == "nt" else "ETVR")
 BUILD_INPUTS = [REPO_ROOT / "TrackingBackend", REPO_ROOT / "bundle", REPO_ROOT / "ETVR.spec", REPO_ROOT / "poetry.lock"]
