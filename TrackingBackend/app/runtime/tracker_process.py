@@ -89,6 +89,11 @@ def run_tracker_loop(
             result, record.sequence, record.capture_ts, now, fps.fps, record.width, record.height
         )
         board.post(board_slot, out)
+        # The result leaves first: a watched preview (draw + JPEG encode) must not delay the OSC datagram.
+        try:
+            results_tx.send_bytes(pack_result(out))
+        except BlockingIOError:
+            dropped_results += 1
         if preview is not None and preview.due(now):
             overlay = draw_tracking(
                 gray,
@@ -101,10 +106,6 @@ def run_tracker_loop(
                 out.openness,
             )
             preview.publish(overlay, record.capture_ts, now)
-        try:
-            results_tx.send_bytes(pack_result(out))
-        except BlockingIOError:
-            dropped_results += 1
         take_update = getattr(holder.pipeline, "take_calibration_update", None)
         update = take_update() if take_update is not None else None
         if update is not None and uplink is not None:
