@@ -23,6 +23,7 @@ FLOAT = struct.Struct(">f")
 X_ADDRESSES = {"LEFT_EYE": b"/avatar/parameters/LeftEyeX\x00", "RIGHT_EYE": b"/avatar/parameters/RightEyeX\x00"}
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
 POLL_S = 0.05
+RENDER_FPS = 90.0  # script time between the fake camera's pre-rendered frames
 START_TIMEOUT_S = 30.0
 
 
@@ -152,16 +153,18 @@ class OscReceiver:
         self._control.close()
 
 
-def render_jpegs(count: int, quality: int = 85) -> list[bytes]:
-    """`count` consecutive frames of the default virtual eye, as a camera would send them."""
+def render_jpegs(count: int, quality: int = 85, fps: float = RENDER_FPS) -> list[bytes]:
+    """`count` consecutive frames of the default virtual eye at `fps` of script time, as a camera sends them."""
     import cv2
 
     from app.camera.virtual_eye import VirtualEyeSource
 
-    source = VirtualEyeSource("default", paced=False)
+    script_time_s = [0.0]
+    source = VirtualEyeSource("default", paced=False, clock=lambda: script_time_s[0])
     source.open()
     jpegs = []
-    for _ in range(count):
+    for index in range(count):
+        script_time_s[0] = index / fps  # the eye moves, blinks and saccades as it would live
         frame = source.read(1.0)
         assert frame is not None
         ok, encoded = cv2.imencode(".jpg", frame.gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
@@ -191,7 +194,7 @@ class FakeCameraProcess:
     Every connection gets its own paced stream of the same frames, so several trackers can share one.
     """
 
-    def __init__(self, fps: float, frame_count: int = 120) -> None:
+    def __init__(self, fps: float, frame_count: int = 360) -> None:
         self.fps = fps
         self._control, child_end = SPAWN.Pipe()
         self._process: SpawnProcess = SPAWN.Process(
