@@ -165,3 +165,40 @@ def test_a_late_read_of_our_own_earlier_write_is_not_adopted_back(tmp_path: Path
     assert store.config.osc.sending_port == 9102
     hand_edit = EtvrConfig.model_validate({**stale.model_dump(mode="json"), "debug": True})
     assert store.adopt(hand_edit) is True and store.config.debug is True
+
+
+def test_watcher_reacts_to_writes_only_not_to_its_own_reads(tmp_path: Path) -> None:
+    """Regression: reading the file raised inotify open/close events, and every process's watcher
+    answered each by reading it again, about 17 times a second forever (2 % CPU while idle)."""
+    import threading
+    import time
+
+    from app.config.watcher import ConfigWatcher
+
+    store = ConfigStore(tmp_path / "c.json")
+    store.load()
+    changes: list[set[str]] = []
+    reads = 0
+    changed = threading.Event()
+
+    class CountingWatcher(ConfigWatcher):
+        def check_now(self) -> None:
+            nonlocal reads
+            reads += 1
+            super().check_now()
+
+    def on_change(_: EtvrConfig, sections: set[str]) -> None:
+        changes.append(sections)
+        changed.set()
+
+    watcher = CountingWatcher(store.path, store.config, on_change)
+    watcher.start()
+    try:
+        store.update({"debug": True})
+        assert changed.wait(3.0) and changes == [{"debug"}]
+        time.sleep(0.5)
+        settled = reads
+        time.sleep(1.0)
+        assert reads == settled, f"the watcher kept re-reading the file: {reads - settled} reads in 1 s"
+    finally:
+        watcher.stop()

@@ -22,6 +22,7 @@ from app.config.store import ConfigFileError, read_config_file
 logger = logging.getLogger(__name__)
 
 DEBOUNCE_S = 0.05
+IGNORED_EVENT_TYPES = frozenset({"opened", "closed_no_write"})
 ConfigCallback = Callable[[EtvrConfig, set[str]], None]
 
 
@@ -53,6 +54,9 @@ class _Handler(FileSystemEventHandler):
         self._poke = poke
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        # Reading the file raises "opened"/"closed_no_write": reacting to those would re-read it forever.
+        if event.event_type in IGNORED_EVENT_TYPES:
+            return
         paths = {str(event.src_path), str(getattr(event, "dest_path", "") or "")}
         if self._target in paths:
             self._poke()
