@@ -97,6 +97,19 @@ class BenchService:
         if self.service.get("/etvr/status").json() is not True:
             self.service.get("/etvr/start")
 
+    def open_fds_and_segments(self) -> tuple[int, int]:
+        """Open file descriptors over all the service's processes, and shared-memory segments its main
+        process maps (Linux; (-1, -1) elsewhere): a soak checks both stay flat."""
+        assert self.service.process is not None
+        main = psutil.Process(self.service.process.pid)
+        try:
+            fds = sum(p.num_fds() for p in [main, *main.children(recursive=True)])
+            with open(f"/proc/{main.pid}/maps") as maps:
+                segments = {line.split()[-1] for line in maps if "/dev/shm/psm_" in line}
+        except (AttributeError, OSError, psutil.Error):
+            return -1, -1
+        return fds, len(segments)
+
     def status(self) -> list[dict[str, Any]]:
         status: list[dict[str, Any]] = self.service.get("/etvr/trackers/status").json()
         return status
@@ -391,6 +404,7 @@ def run_soak(bench: Bench, minutes: float) -> dict[str, Any]:
     while time.monotonic() < ended_at:
         window = measure_window(bench, min(SOAK_CHUNK_S, max(1.0, ended_at - time.monotonic())), None)
         summary = summarise_window(window, 2)
+        fds, segments = bench_service.open_fds_and_segments()
         chunks.append(
             {
                 "minute": (time.monotonic() - since) / 60.0,
@@ -399,12 +413,14 @@ def run_soak(bench: Bench, minutes: float) -> dict[str, Any]:
                 "cpu_pct_total": summary["cpu_pct_total"],
                 "rss_mb_total": summary["rss_mb_total"],
                 "loadavg": summary["loadavg"],
+                "open_fds": fds,
+                "shm_segments": segments,
             }
         )
         print(
             f"  soak {chunks[-1]['minute']:5.1f} min: p50 {summary['latency_ms']['p50']:.2f} ms, "
             f"p99 {summary['latency_ms']['p99']:.2f} ms, out/in {summary['out_in_ratio_min']:.3f}, "
-            f"RSS {summary['rss_mb_total']:.0f} MB",
+            f"RSS {summary['rss_mb_total']:.0f} MB, fds {fds}, shm {segments}",
             flush=True,
         )
     minutes_axis = [c["minute"] for c in chunks]
@@ -416,6 +432,10 @@ def run_soak(bench: Bench, minutes: float) -> dict[str, Any]:
         "chunks": chunks,
         "p50_slope_ms_per_min": slope,
         "rss_growth_mb": rss_growth,
+        "rss_growth_pct": 100.0 * rss_growth / chunks[0]["rss_mb_total"] if chunks else math.nan,
+        "open_fds_first_last": [chunks[0]["open_fds"], chunks[-1]["open_fds"]] if chunks else [],
+        "open_fds_max": max((c["open_fds"] for c in chunks), default=-1),
+        "shm_segments_first_last": [chunks[0]["shm_segments"], chunks[-1]["shm_segments"]] if chunks else [],
         # A backlog shows as latency that keeps growing; a starved machine lowers out/in without one.
         "no_backlog": bool(chunks) and slope < SOAK_MAX_SLOPE_MS_PER_MIN,
         "out_in_ratio_min": min((c["out_in_ratio_min"] for c in chunks), default=0.0),
@@ -633,7 +653,9 @@ def _print_report(report: dict[str, Any], json_path: Path) -> None:
     if soak:
         print(
             f"soak {soak['minutes']:g} min: p50 slope {soak['p50_slope_ms_per_min']:+.3f} ms/min, "
-            f"RSS growth {soak['rss_growth_mb']:+.1f} MB, lowest out/in {soak['out_in_ratio_min']:.3f}, "
+            f"RSS growth {soak['rss_growth_mb']:+.1f} MB ({soak['rss_growth_pct']:+.1f} %), "
+            f"open fds {soak['open_fds_first_last']} (max {soak['open_fds_max']}), "
+            f"shm segments {soak['shm_segments_first_last']}, lowest out/in {soak['out_in_ratio_min']:.3f}, "
             f"no backlog: {soak['no_backlog']}"
         )
     for target in report["targets"]:
