@@ -85,6 +85,9 @@ def kill_workers_repeatedly(tmp_path: Path, rounds: int) -> None:
                 ), f"round {round_index}: {kind} not restarted"
                 back_after = time.monotonic() - killed
                 assert back_after < 1.5, f"round {round_index}: {kind} back after {back_after:.2f} s"
+                # Back to work before the next kill (a worker killed again while starting is backed off
+                # on purpose: that looks like a crash loop).
+                assert wait_until(lambda k=kind: left(k).get("state") not in ("starting", "restarting"), 10.0)
                 drain(udp)
                 assert osc_flows(udp, 5.0), f"round {round_index}: OSC did not resume after killing {kind}"
 

@@ -33,7 +33,8 @@ JOIN_TIMEOUT_S = 2.0
 KILL_TIMEOUT_S = 1.0
 MONITOR_INTERVAL_S = 0.1
 RESTART_BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
-HEALTHY_AFTER_S = 10.0  # a process that ran this long gets its backoff reset
+HEALTHY_AFTER_S = 10.0  # a worker that crashed after running this long was not crash-looping
+CRASH_STATES = (None, "starting", "crashed")  # states a crash-looping worker dies in
 BOARD_SLOTS = {TrackerPosition.LEFT_EYE: 0, TrackerPosition.RIGHT_EYE: 1, TrackerPosition.MOUTH: 2}
 EYE_POSITIONS = (TrackerPosition.LEFT_EYE, TrackerPosition.RIGHT_EYE)
 PROCESS_KINDS = ("camera", "tracker", "osc")
@@ -393,13 +394,18 @@ class Supervisor:
     def _check_slot(self, rt: TrackerRuntime, slot: ProcessSlot, now: float) -> None:
         process = slot.process
         if process is None or process.is_alive():
-            if process is not None and now - slot.started_at > HEALTHY_AFTER_S:
-                slot.failures_in_row = 0
             return
         if slot.restart_at is None:
             slot.last_exit_code = process.exitcode
             if process.exitcode == 0:
                 return  # a clean exit is not a crash: it is not restarted
+            reported: dict[str, Any] = {}
+            with contextlib.suppress(Exception):
+                reported = dict(self.status.get(f"{rt.uuid}:{slot.kind}", {}))
+            # Killed from outside while working, or it ran a while: not a crash loop, so the short delay.
+            # Only a worker that dies while starting, or crashes on its own, backs off further each time.
+            if reported.get("state") not in CRASH_STATES or now - slot.started_at > HEALTHY_AFTER_S:
+                slot.failures_in_row = 0
             delay = RESTART_BACKOFF_S[min(slot.failures_in_row, len(RESTART_BACKOFF_S) - 1)]
             slot.restart_at = now + delay
             logger.warning("%s exited with code %s; restarting in %.1f s", process.name, process.exitcode, delay)
