@@ -30,8 +30,11 @@ def _env_flag(name: str) -> bool:
 def setup_app(config_path: Path | None = None, demo: bool | None = None) -> FastAPI:
     """The ASGI app (uvicorn's `--factory main:setup_app`)."""
     from app.api.app import create_app
-    from app.paths import default_config_path
+    from app.paths import default_config_path, log_dir
+    from app.runtime.logs import setup_main_logging
 
+    # Under uvicorn (and `build.py dev`) the service's own log lines and the workers' need this too.
+    setup_main_logging(log_dir())
     demo = _env_flag("ETVR_DEMO") if demo is None else demo
     return create_app(config_path or default_config_path(demo), demo=demo)
 
