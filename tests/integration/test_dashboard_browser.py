@@ -102,6 +102,8 @@ def test_page_is_served_with_its_assets_and_goes_live(dashboard: Dashboard) -> N
     # The previews play: the MJPEG images have decoded frames of the virtual eye (240 x 240).
     wait_until(lambda: card.locator(".feed-camera").evaluate("img => img.naturalWidth") == 240, 5.0)
     assert card.locator(".feed-camera").evaluate("img => img.naturalWidth") == 240
+    # The algorithm preview starts with the tracker's first processed frame: give it the same time.
+    wait_until(lambda: card.locator(".feed-algorithm").evaluate("img => img.naturalWidth") > 0, 5.0)
     assert card.locator(".feed-algorithm").evaluate("img => img.naturalWidth") > 0
 
 
