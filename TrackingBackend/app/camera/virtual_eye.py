@@ -660,6 +660,14 @@ def _draw_glints(
 
 def render_eye(state: EyeState, preset: VirtualEyePreset, rng: np.random.Generator) -> tuple[GrayImage, EyeGroundTruth]:
     """Render one grayscale frame of `state` and its exact ground truth (pure; randomness from `rng`)."""
+    gray, _, truth = _render_frame(state, preset, rng)
+    return gray, truth
+
+
+def _render_frame(
+    state: EyeState, preset: VirtualEyePreset, rng: np.random.Generator
+) -> tuple[GrayImage, bytes | None, EyeGroundTruth]:
+    """`render_eye`, plus the JPEG the frame went through (None without a JPEG round trip)."""
     state = _clamped(state)
     layers = _layers(preset)
     g = layers.geometry
@@ -703,11 +711,12 @@ def render_eye(state: EyeState, preset: VirtualEyePreset, rng: np.random.Generat
         out += layers.noise_bank[oy : oy + g.height_px, ox : ox + g.width_px]
     np.clip(out, 0.0, 255.0, out=out)
     gray: GrayImage = out.astype(np.uint8)
-    if preset.jpeg_quality > 0:
-        ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(preset.jpeg_quality)])
-        decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE) if ok else None
-        if decoded is not None:
-            gray = np.asarray(decoded, dtype=np.uint8)
+    encoded = _encode_jpeg(gray, preset.jpeg_quality) if preset.jpeg_quality > 0 else None
+    decoded = _decode_jpeg(encoded) if encoded is not None else None
+    if decoded is not None:
+        gray = decoded
+    else:
+        encoded = None
 
     # Visible fraction from the same coverage maps that were drawn; what falls outside the frame is hidden.
     width, height, angle = _ellipse_axes(pose.basis, pupil_radius)
@@ -733,7 +742,17 @@ def render_eye(state: EyeState, preset: VirtualEyePreset, rng: np.random.Generat
         lid_gap_px=max(0.0, float(lids.lower(centre)[0] - lids.upper(centre)[0])),
         glints_px=glints,
     )
-    return gray, truth
+    return gray, encoded, truth
+
+
+def _encode_jpeg(gray: GrayImage, quality: int) -> bytes | None:
+    ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return encoded.tobytes() if ok else None
+
+
+def _decode_jpeg(jpeg: bytes) -> GrayImage | None:
+    decoded = cv2.imdecode(np.frombuffer(jpeg, dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    return None if decoded is None else np.asarray(decoded, dtype=np.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -895,6 +914,52 @@ def virtual_preset(name: str) -> VirtualEyePreset:
 class _Pacing:
     opened_at: float = 0.0
     next_due: float = 0.0
+    replay_index: int = -1  # the replayed loop's frame last delivered (a count; wraps through the loop)
+
+
+# The pipeline benchmark's presets replay one pre-rendered loop of their script instead of rendering each
+# frame live (~1.1 ms a 240x240 frame in the camera process, a simulation cost no real camera has), so
+# `bench pipeline` measures the pipeline. Each frame is exactly what render_eye gives for its script time;
+# the loop is kept as the JPEGs the renderer makes anyway (~10 kB a frame), decoded on delivery as a
+# camera's frames are.
+REPLAYED_PRESETS = frozenset({"bench60", "bench90", "bench120", "unthrottled"})
+REPLAY_LOOP_S = 4.0
+REPLAY_MAX_FPS = 120.0  # script-time step of the loop for faster presets (unthrottled): 480 frames at most
+
+
+@dataclass(frozen=True, slots=True)
+class _ReplayLoop:
+    fps: float  # script time between consecutive frames is 1 / fps
+    frames: tuple[bytes | GrayImage, ...]  # the JPEG render_eye decoded, or the frame when it had none
+    truths: tuple[EyeGroundTruth, ...]
+
+    def frame(self, index: int) -> tuple[GrayImage, EyeGroundTruth]:
+        at = index % len(self.frames)
+        stored = self.frames[at]
+        gray = _decode_jpeg(stored) if isinstance(stored, bytes) else stored.copy()
+        if gray is None:  # cannot happen: the renderer decoded the same bytes
+            raise SourceError("virtual eye: a replayed frame did not decode")
+        return gray, self.truths[at]
+
+
+@lru_cache(maxsize=2)
+def _replay_loop(preset_name: str, seed: int, fps: float) -> _ReplayLoop:
+    """Render `REPLAY_LOOP_S` of the preset's script once per process (a reconnect reuses it)."""
+    preset = virtual_preset(preset_name)
+    loop_fps = min(fps, REPLAY_MAX_FPS)
+    script = _script_for(preset, seed)
+    rng = np.random.default_rng(seed)
+    frames: list[bytes | GrayImage] = []
+    truths: list[EyeGroundTruth] = []
+    for index in range(max(1, round(REPLAY_LOOP_S * loop_fps))):
+        gray, jpeg, truth = _render_frame(script.state_at(index / loop_fps), preset, rng)
+        frames.append(gray if jpeg is None else jpeg)
+        truths.append(truth)
+    return _ReplayLoop(loop_fps, tuple(frames), tuple(truths))
+
+
+def _script_for(preset: VirtualEyePreset, seed: int) -> GazeScript | StepScript:
+    return StepScript() if preset.script == "step" else GazeScript(seed)
 
 
 class VirtualEyeSource:
@@ -903,6 +968,8 @@ class VirtualEyeSource:
     paced=True delivers frames on the monotonic clock at `fps` (waiting at most `timeout_s` per read, None on
     timeout; a late reader gets the current frame, not a backlog); paced=False renders as fast as asked.
     The script's time is the time since open(); each frame carries its EyeGroundTruth as `truth`.
+    The benchmark presets (`REPLAYED_PRESETS`) render `REPLAY_LOOP_S` of their script at open() and replay
+    that loop: the script time wraps every `REPLAY_LOOP_S`, and each frame and its truth are unchanged.
     """
 
     def __init__(
@@ -924,13 +991,16 @@ class VirtualEyeSource:
         self.counters = SourceCounters()
         self._clock = clock
         self._sleep = sleep
-        self._script: GazeScript | StepScript = StepScript() if self.preset.script == "step" else GazeScript(seed)
+        self._script = _script_for(self.preset, seed)
         self._rng = np.random.default_rng(seed)
         self._pacing: _Pacing | None = None
         self._period_s = 1.0 / self.fps
+        self._replay: _ReplayLoop | None = None
 
     def open(self) -> None:
         _layers(self.preset)  # build the static layers now, not inside the first read
+        if self.preset_name in REPLAYED_PRESETS:
+            self._replay = _replay_loop(self.preset_name, self.seed, self.fps)
         now = self._clock()
         self._rng = np.random.default_rng(self.seed)
         self._pacing = _Pacing(opened_at=now, next_due=now)
@@ -951,8 +1021,14 @@ class VirtualEyeSource:
             # Keep the cadence; after a stall restart it from now rather than bursting to catch up.
             behind = start - pacing.next_due > self._period_s
             pacing.next_due = (start if behind else pacing.next_due) + self._period_s
-        state = self._script.state_at(start - pacing.opened_at)
-        gray, truth = render_eye(state, self.preset, self._rng)
+        script_time_s = start - pacing.opened_at
+        if self._replay is not None:
+            # The loop frame of this script time; an unthrottled reader (faster than the loop's step) gets
+            # the next frame each time, as from a camera, never the same one twice.
+            pacing.replay_index = max(pacing.replay_index + 1, round(script_time_s * self._replay.fps))
+            gray, truth = self._replay.frame(pacing.replay_index)
+        else:
+            gray, truth = render_eye(self._script.state_at(script_time_s), self.preset, self._rng)
         self.counters.received += 1
         self.counters.decoded += 1
         return CapturedFrame(gray=gray, capture_ts=self._clock(), truth=truth)
