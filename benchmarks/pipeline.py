@@ -6,9 +6,10 @@
 The service runs with ETVR_BENCH_LATENCY=1, so each OSC update is followed by a `/etvr/bench/latency`
 datagram carrying the frame's sequence, its capture time and the time its last datagram left the socket
 (see osc_process.py); a receiver process collects them. Sources: the virtual eye (presets bench60,
-bench90, bench120, unthrottled, which replay a pre-rendered 4 s loop of their script) and a fake OpenIris camera (MJPEG over HTTP, in its own process) streaming
-pre-rendered virtual-eye JPEGs at the rate, or as fast as possible. A service runs at most one eye tracker
-per position, so 4 trackers are two service instances with 2 trackers each.
+bench90, bench120, unthrottled, which replay a 4 s loop of their script rendered at start-up) and a fake
+OpenIris camera (MJPEG over HTTP, in its own process) streaming pre-rendered virtual-eye JPEGs at the rate,
+or as fast as possible. A service runs at most one eye tracker per position, so 4 trackers are two service
+instances with 2 trackers each.
 
 Per case: camera frames in and OSC updates out per eye and their ratio, latency capture -> datagram sent
 (p50/p95/p99; histograms in one PNG), CPU % of one core per process and in total, total RSS (and PSS).
@@ -563,7 +564,7 @@ def main(argv: list[str]) -> int:
             "latency = sent_ts - capture_ts: capture time (monotonic) to just after the update's last sendto",
             "CPU % is of one core, summed over the service's processes; RSS double-counts shared pages, PSS not",
             "4 trackers = two service instances with 2 trackers each (one enabled tracker per eye position)",
-            "virtual-eye cases replay a 4 s loop of the script rendered at start-up (a JPEG decode per frame, as a camera)",
+            "virtual-eye cases replay a 4 s loop of the script rendered at start-up (a JPEG decode a frame)",
             "the MJPEG reader delivers at most max_fps (240) frames/s, so 'max' over MJPEG is a flood test",
         ],
     }
