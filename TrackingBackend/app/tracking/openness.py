@@ -12,7 +12,9 @@ not drag it.
 Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
 does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as
 much as the upper lid falls. A wider gap is `widen`. A missing pupil caps openness, so a closed eye reads
-closed even when the lid cue is fooled by lashes.
+closed even when the lid cue is fooled by lashes; a plainly seen pupil (confident, of the user's usual size,
+not flattened from above against the user's usual height-to-width ratio, which an off-axis camera sets) floors
+it, so lid noise alone never reads a seen eye as closed.
 """
 
 from __future__ import annotations
@@ -54,10 +56,21 @@ IRIS_SAMPLE_EVERY = 4
 NO_PUPIL_OPENNESS_CAP = 0.15
 # Pupil visibility ramps: (value at 0, value at 1) for confidence and minor/major axis ratio.
 VISIBLE_CONFIDENCE = (0.55, 0.75)
-VISIBLE_ASPECT = (0.5, 0.7)
+VISIBLE_ASPECT = (0.3, 0.45)
+# A lid covering the pupil flattens it from above: its height-to-width ratio against the user's usual
+# ratio (an off-axis camera or a sideways gaze narrows the pupil across, which does not count).
+VISIBLE_HEIGHT_TO_USUAL = (0.35, 0.75)
+# Confidence from which a pupil's shape and size are taken as the user's usual (whatever the lids do).
+USUAL_SAMPLE_CONFIDENCE = 0.75
 # Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
 SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.4
-BLINK_ON, BLINK_OFF = 0.25, 0.4
+# Blink hysteresis on openness (a blink is openness < 0.2); a blink starts only while the pupil is mostly
+# hidden and ends as soon as it is plainly seen again, so lid noise alone cannot flag an open eye.
+BLINK_ON, BLINK_OFF = 0.2, 0.3
+BLINK_VISIBLE_ON, BLINK_VISIBLE_OFF = 0.5, 0.9
+# A plainly seen pupil means the lids are mostly open: openness is at least this (at full visibility),
+# ramping from 0 at VISIBLE_FLOOR_FROM; the lid cue alone is easily fooled by lashes and shadow.
+VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.7
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
 MIN_DILATION_SAMPLES = 60
@@ -309,6 +322,15 @@ class LidBaseline:
         return gap, lower
 
 
+def _aspect(pupil: PupilResult) -> float:
+    return min(pupil.ellipse_w, pupil.ellipse_h) / max(pupil.ellipse_w, pupil.ellipse_h, 1e-3)
+
+
+def _height_to_width(pupil: PupilResult) -> float:
+    extent_x, extent_y = _extents(pupil)
+    return extent_y / max(extent_x, 1e-3)
+
+
 def _extents(pupil: PupilResult) -> tuple[float, float]:
     """Horizontal and vertical half-extents of the pupil's ellipse."""
     half_w, half_h = pupil.ellipse_w / 2.0, pupil.ellipse_h / 2.0
@@ -324,6 +346,7 @@ class LidEstimator:
         self._baseline = LidBaseline()
         self._pupil_size = _RunningMedian()
         self._iris_radius = _RunningMedian()
+        self._pupil_height_ratio = _RunningMedian()
         self._seen_count = 0
         self._last_x: float | None = None
         self._last_y: float | None = None
@@ -332,6 +355,8 @@ class LidEstimator:
 
     def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
         height, width = gray.shape
+        if pupil.confidence >= USUAL_SAMPLE_CONFIDENCE:
+            self._pupil_height_ratio.add(_height_to_width(pupil))
         visibility = self._visibility(pupil)
         seen = visibility >= 0.5
         if seen:
@@ -358,9 +383,13 @@ class LidEstimator:
         if not (seen and self._baseline.ready):
             # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
             widen = squeeze = 0.0
-        if self._blink and openness > BLINK_OFF:
+        # A confidently seen, unflattened pupil of the usual size is never a blink, whatever the lids read.
+        if visibility >= VISIBLE_FLOOR_FROM:
+            floor = VISIBLE_OPENNESS_FLOOR * (visibility - VISIBLE_FLOOR_FROM) / (1.0 - VISIBLE_FLOOR_FROM)
+            openness = max(openness, floor)
+        if self._blink and (openness > BLINK_OFF or visibility >= BLINK_VISIBLE_OFF):
             self._blink = False
-        elif not self._blink and openness < BLINK_ON:
+        elif not self._blink and openness < BLINK_ON and visibility < BLINK_VISIBLE_ON:
             self._blink = True
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
@@ -419,11 +448,15 @@ class LidEstimator:
         if pupil.confidence < self.confident:
             return 0.0
         long_axis = max(pupil.ellipse_w, pupil.ellipse_h, 1e-3)
-        aspect = min(pupil.ellipse_w, pupil.ellipse_h) / long_axis
+        aspect = _aspect(pupil)
         terms = [
             (pupil.confidence - VISIBLE_CONFIDENCE[0]) / (VISIBLE_CONFIDENCE[1] - VISIBLE_CONFIDENCE[0]),
             (aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0]),
         ]
+        usual_height = self._pupil_height_ratio.median if self._pupil_height_ratio.ready else None
+        if usual_height:
+            low, high = (usual_height * k for k in VISIBLE_HEIGHT_TO_USUAL)
+            terms.append((_height_to_width(pupil) - low) / (high - low))
         usual = self._pupil_size.median if self._pupil_size.ready else None
         if usual:
             size_error = abs(float(np.log(long_axis / usual)))
