@@ -16,6 +16,7 @@ from app.camera.virtual_eye import PRESETS, EyeGroundTruth, GazeScript, render_e
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MEYE_DIR = SHARED_DATA / "meye-human-nir"
 CLIPS_DIR = SHARED_DATA / "etvr-toolbox-ir-videos"
+MEYE_AUDIT = Path(__file__).resolve().parent / "data" / "meye_blink_audit.csv"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,26 @@ class MeyeFrame:
     subject: int
     blink: bool
     centroid: tuple[float, float] | None  # mask centroid; None when the mask is empty
+    audited_blink: bool | None = None  # the blink truth after our by-eye audit; None: not audited (see below)
+
+    @property
+    def blink_truth(self) -> bool:
+        """MEYE's own blink truth: its blink flag, or an empty pupil mask (no pupil drawn)."""
+        return self.blink or self.centroid is None
+
+    @property
+    def audited_blink_truth(self) -> bool:
+        """The blink truth with the frames of benchmarks/data/meye_blink_audit.csv corrected."""
+        return self.blink_truth if self.audited_blink is None else self.audited_blink
+
+
+def load_meye_audit() -> dict[str, bool]:
+    """File name -> audited blink flag for the frames whose MEYE blink truth the image clearly contradicts."""
+    if not MEYE_AUDIT.is_file():
+        return {}
+    with MEYE_AUDIT.open() as handle:
+        rows = csv.DictReader(line for line in handle if not line.startswith("#"))
+        return {row["filename"]: row["audited_blink"] == "1" for row in rows}
 
 
 def load_meye(every: int = 1) -> list[MeyeFrame]:
@@ -35,6 +56,7 @@ def load_meye(every: int = 1) -> list[MeyeFrame]:
         subjects = {row["filename"]: int(row["sub"]) for row in csv.DictReader(handle)}
     with (MEYE_DIR / "pupil_from_masks.csv").open() as handle:
         rows = sorted(csv.DictReader(handle), key=lambda r: (subjects[r["filename"]], r["filename"]))
+    audit = load_meye_audit()
     frames = []
     for row in rows[::every]:
         image = cv2.imread(str(MEYE_DIR / "images" / row["filename"]), cv2.IMREAD_GRAYSCALE)
@@ -43,7 +65,8 @@ def load_meye(every: int = 1) -> list[MeyeFrame]:
         gray: GrayImage = np.asarray(image, np.uint8)
         cx, cy = float(row["centroid_x"]), float(row["centroid_y"])
         centroid = (cx, cy) if cx >= 0 and cy >= 0 else None
-        frames.append(MeyeFrame(row["filename"], gray, subjects[row["filename"]], row["blink"] == "1", centroid))
+        name = row["filename"]
+        frames.append(MeyeFrame(name, gray, subjects[name], row["blink"] == "1", centroid, audit.get(name)))
     return frames
 
 
