@@ -22,7 +22,7 @@ from app.osc.messages import clamp
 from app.runtime.results import ResultRecord
 
 STALE_AFTER_S = 0.5
-# An eye at or below this openness is closed: its closed value is repeated (see BlinkRepeater).
+# An eye at or below this openness is closed: its closed value is repeated (see `app.osc.output`).
 CLOSED_OPENNESS = 0.15
 LEFT = TrackerPosition.LEFT_EYE
 RIGHT = TrackerPosition.RIGHT_EYE
@@ -46,14 +46,7 @@ class EyeValues(NamedTuple):
 
     @classmethod
     def from_record(cls, record: ResultRecord) -> EyeValues:
-        return cls(
-            clamp(record.gaze_x, -1.0, 1.0),
-            clamp(record.gaze_y, -1.0, 1.0),
-            clamp(record.openness, 0.0, 1.0),
-            clamp(record.dilation, 0.0, 1.0),
-            clamp(record.widen, 0.0, 1.0),
-            clamp(record.squeeze, 0.0, 1.0),
-        )
+        return eye_values(record.gaze_x, record.gaze_y, record.openness, record.dilation, record.widen, record.squeeze)
 
     def with_openness(self, openness: float) -> EyeValues:
         return self._replace(openness=openness)
@@ -63,17 +56,74 @@ class EyeValues(NamedTuple):
         return self.openness <= CLOSED_OPENNESS
 
 
-class EyeFrame(NamedTuple):
-    """What one update shows: each side's values (after single-eye, mirror and sync blink) and owners."""
+def eye_values(
+    gaze_x: float, gaze_y: float, openness: float, dilation: float, widen: float, squeeze: float
+) -> EyeValues:
+    """Clamped `EyeValues`. Runs on every update: an in-range value (the usual case) costs one chained
+    comparison, which NaN fails, so `clamp` sees only the rest."""
+    return EyeValues(
+        gaze_x if -1.0 <= gaze_x <= 1.0 else clamp(gaze_x, -1.0, 1.0),
+        gaze_y if -1.0 <= gaze_y <= 1.0 else clamp(gaze_y, -1.0, 1.0),
+        openness if 0.0 <= openness <= 1.0 else clamp(openness, 0.0, 1.0),
+        dilation if 0.0 <= dilation <= 1.0 else clamp(dilation, 0.0, 1.0),
+        widen if 0.0 <= widen <= 1.0 else clamp(widen, 0.0, 1.0),
+        squeeze if 0.0 <= squeeze <= 1.0 else clamp(squeeze, 0.0, 1.0),
+    )
 
-    left: EyeValues
-    right: EyeValues
+
+class FrameLayout(NamedTuple):
+    """Who sends what in a frame, apart from the values. There are only five layouts (below), each with
+    its own `code`, so encoders can keep their per-layout work keyed by a small int."""
+
+    code: int
     left_owner: TrackerPosition  # sends the messages about the left eye only
     right_owner: TrackerPosition
     lid_left_owner: TrackerPosition  # the leader when sync blink ties both lids together
     lid_right_owner: TrackerPosition
     leader: TrackerPosition  # sends the messages that combine both eyes
     single: bool  # only one eye tracks: v2 uses its single-eye names
+
+
+ONE_EYE = {
+    LEFT: FrameLayout(0, LEFT, LEFT, LEFT, LEFT, LEFT, single=True),
+    RIGHT: FrameLayout(1, RIGHT, RIGHT, RIGHT, RIGHT, RIGHT, single=True),
+}
+MIRRORED = FrameLayout(2, LEFT, LEFT, LEFT, LEFT, LEFT, single=False)  # both fresh: the left eye leads
+TWO_EYES = FrameLayout(3, LEFT, RIGHT, LEFT, RIGHT, LEFT, single=False)
+TWO_EYES_SYNCED = FrameLayout(4, LEFT, RIGHT, LEFT, LEFT, LEFT, single=False)
+LAYOUT_COUNT = 5
+
+
+class EyeFrame(NamedTuple):
+    """What one update shows: each side's values (after single-eye, mirror and sync blink) and who sends."""
+
+    left: EyeValues
+    right: EyeValues
+    layout: FrameLayout
+
+    @property
+    def left_owner(self) -> TrackerPosition:
+        return self.layout.left_owner
+
+    @property
+    def right_owner(self) -> TrackerPosition:
+        return self.layout.right_owner
+
+    @property
+    def lid_left_owner(self) -> TrackerPosition:
+        return self.layout.lid_left_owner
+
+    @property
+    def lid_right_owner(self) -> TrackerPosition:
+        return self.layout.lid_right_owner
+
+    @property
+    def leader(self) -> TrackerPosition:
+        return self.layout.leader
+
+    @property
+    def single(self) -> bool:
+        return self.layout.single
 
     @property
     def gaze_y(self) -> float:
@@ -96,20 +146,27 @@ def fresh_eyes(samples: list[EyeSample], now: float) -> list[EyeSample]:
 def build_frame(eyes: list[EyeSample], mirror_eyes: bool, sync_blink: bool) -> EyeFrame | None:
     """The frame of this update from the fresh eyes; None when no eye is fresh."""
     by_position = {e.position: e.record for e in eyes if e.position in (LEFT, RIGHT)}
-    if not by_position:
-        return None
-    leader = LEFT if LEFT in by_position else RIGHT
-    if mirror_eyes or len(by_position) == 1:
-        values = EyeValues.from_record(by_position[leader])
-        return EyeFrame(values, values, leader, leader, leader, leader, leader, single=len(by_position) == 1)
-    left = EyeValues.from_record(by_position[LEFT])
-    right = EyeValues.from_record(by_position[RIGHT])
+    left, right = by_position.get(LEFT), by_position.get(RIGHT)
+    return frame_of(
+        None if left is None else EyeValues.from_record(left),
+        None if right is None else EyeValues.from_record(right),
+        mirror_eyes,
+        sync_blink,
+    )
+
+
+def frame_of(left: EyeValues | None, right: EyeValues | None, mirror_eyes: bool, sync_blink: bool) -> EyeFrame | None:
+    """The frame from each side's fresh values (None = that eye is stale or absent); None when neither is."""
+    if left is None:
+        return None if right is None else EyeFrame(right, right, ONE_EYE[RIGHT])
+    if right is None:
+        return EyeFrame(left, left, ONE_EYE[LEFT])
+    if mirror_eyes:
+        return EyeFrame(left, left, MIRRORED)
     if sync_blink:
         lower = min(left.openness, right.openness)
-        return EyeFrame(
-            left.with_openness(lower), right.with_openness(lower), LEFT, RIGHT, leader, leader, leader, single=False
-        )
-    return EyeFrame(left, right, LEFT, RIGHT, LEFT, RIGHT, leader, single=False)
+        return EyeFrame(left.with_openness(lower), right.with_openness(lower), TWO_EYES_SYNCED)
+    return EyeFrame(left, right, TWO_EYES)
 
 
 # -- lid encodings ------------------------------------------------------------------------------------------

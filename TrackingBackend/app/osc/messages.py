@@ -1,9 +1,9 @@
 """OSC encoding (pure): address + float arguments -> datagram bytes.
 
 Hand-rolled because every datagram here is one address with float arguments (never a bundle: the
-VRCFT module cannot parse bundles): the padded address and type tags are cached per address, so
-encoding a message is one struct.pack and a concatenation. The tests check every datagram against
-python-osc's parser.
+VRCFT module cannot parse bundles): the padded address and type tags are encoded once per address
+(`osc_header`), so encoding a message is one struct.pack and a concatenation. The tests check every
+datagram against python-osc's parser.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ def _pad(data: bytes) -> bytes:
 
 
 @lru_cache(maxsize=1024)
-def _header(address: str, arg_count: int) -> bytes:
+def osc_header(address: str, arg_count: int) -> bytes:
+    """The padded address and type tags of a message with `arg_count` float arguments."""
     return _pad(address.encode("ascii")) + _pad(b"," + b"f" * arg_count)
 
 
@@ -37,8 +38,8 @@ def clamp(value: float, low: float, high: float) -> float:
 
 
 def encode_float(address: str, value: float) -> bytes:
-    return _header(address, 1) + FLOAT.pack(value)
+    return osc_header(address, 1) + FLOAT.pack(value)
 
 
 def encode_floats(address: str, values: tuple[float, ...] | list[float]) -> bytes:
-    return _header(address, len(values)) + _floats(len(values)).pack(*values)
+    return osc_header(address, len(values)) + _floats(len(values)).pack(*values)

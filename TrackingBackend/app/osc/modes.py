@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from app.config.models import DEFAULT_PORT_BY_MODE, OscConfig, OscMode, OscTargetConfig, TrackerPosition
-from app.osc.compose import EyeFrame, EyeValues, lid_module, lid_v1_expanded
+from app.osc.compose import EyeFrame, EyeValues, FrameLayout, lid_module, lid_v1_expanded
 from app.osc.messages import clamp
 
 V2_PREFIX = "/avatar/parameters/v2/"
@@ -19,6 +19,20 @@ NATIVE_VEC = "/tracking/eye/LeftRightVec"
 NATIVE_PITCH_YAW = "/tracking/eye/LeftRightPitchYaw"
 NATIVE_CLOSED = "/tracking/eye/EyesClosedAmount"
 NATIVE_VEC_Z = 1.0  # VRChat reads the vector's direction: z = 1 makes x, y = ±1 about ±45°
+
+
+# Whose lid a message carries: its closing update repeats it (app.osc.output).
+NOT_LID, LEFT_LID, RIGHT_LID, EITHER_LID = 0, 1, 2, 3
+
+
+class MessageSpec(NamedTuple):
+    """One message of a mode without its values: address, float count, the eye whose process sends
+    it, and whose lid it carries."""
+
+    address: str
+    arg_count: int
+    owner: TrackerPosition
+    lid: int = NOT_LID
 
 
 class OscOut(NamedTuple):
@@ -117,100 +131,173 @@ def resolve_targets(config: OscConfig) -> list[TargetPlan]:
 
 
 # -- composers ----------------------------------------------------------------------------------------------
+# Each mode is two functions over the same message order: `specs` (addresses, argument counts, owners: they
+# depend on the frame's layout only, so encoders compute them once per layout) and `values` (every argument
+# of every message, flat, computed on each update).
 
 
 def _lid_plain(eye: EyeValues) -> float:
     return eye.openness
 
 
-def compose_v1(plan: TargetPlan, f: EyeFrame) -> list[OscOut]:
+def specs_v1(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     a = plan.address
-    lid = lid_v1_expanded if plan.lid_encoding == "expanded" else _lid_plain
     return [
-        OscOut(a["left_x"], (f.left.gaze_x,), f.left_owner),
-        OscOut(a["right_x"], (f.right.gaze_x,), f.right_owner),
-        OscOut(a["eyes_y"], (f.gaze_y,), f.leader),
-        OscOut(a["left_lid"], (lid(f.left),), f.lid_left_owner, f.left.closed),
-        OscOut(a["right_lid"], (lid(f.right),), f.lid_right_owner, f.right.closed),
-        OscOut(a["dilation"], (f.dilation,), f.leader),
+        MessageSpec(a["left_x"], 1, f.left_owner),
+        MessageSpec(a["right_x"], 1, f.right_owner),
+        MessageSpec(a["eyes_y"], 1, f.leader),
+        MessageSpec(a["left_lid"], 1, f.lid_left_owner, LEFT_LID),
+        MessageSpec(a["right_lid"], 1, f.lid_right_owner, RIGHT_LID),
+        MessageSpec(a["dilation"], 1, f.leader),
     ]
 
 
-def _compose_v2_like(plan: TargetPlan, f: EyeFrame, lid: Callable[[EyeValues], float], dilation: bool) -> list[OscOut]:
+def values_v1(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
+    left, right = f.left, f.right
+    if plan.lid_encoding == "expanded":
+        left_lid, right_lid = lid_v1_expanded(left), lid_v1_expanded(right)
+    else:
+        left_lid, right_lid = left.openness, right.openness
+    return (
+        left.gaze_x,
+        right.gaze_x,
+        (left.gaze_y + right.gaze_y) / 2.0,
+        left_lid,
+        right_lid,
+        (left.dilation + right.dilation) / 2.0,
+    )
+
+
+def _specs_v2_like(plan: TargetPlan, f: FrameLayout, dilation: bool) -> list[MessageSpec]:
     a = plan.address
     if f.single:
-        eye = f.left
-        out = [
-            OscOut(a["x"], (eye.gaze_x,), f.leader),
-            OscOut(a["y"], (eye.gaze_y,), f.leader),
-            OscOut(a["lid"], (lid(eye),), f.leader, eye.closed),
+        specs = [
+            MessageSpec(a["x"], 1, f.leader),
+            MessageSpec(a["y"], 1, f.leader),
+            MessageSpec(a["lid"], 1, f.leader, LEFT_LID),  # a single eye's values are on both sides
         ]
     else:
-        out = [
-            OscOut(a["left_x"], (f.left.gaze_x,), f.left_owner),
-            OscOut(a["left_y"], (f.left.gaze_y,), f.left_owner),
-            OscOut(a["right_x"], (f.right.gaze_x,), f.right_owner),
-            OscOut(a["right_y"], (f.right.gaze_y,), f.right_owner),
-            OscOut(a["left_lid"], (lid(f.left),), f.lid_left_owner, f.left.closed),
-            OscOut(a["right_lid"], (lid(f.right),), f.lid_right_owner, f.right.closed),
+        specs = [
+            MessageSpec(a["left_x"], 1, f.left_owner),
+            MessageSpec(a["left_y"], 1, f.left_owner),
+            MessageSpec(a["right_x"], 1, f.right_owner),
+            MessageSpec(a["right_y"], 1, f.right_owner),
+            MessageSpec(a["left_lid"], 1, f.lid_left_owner, LEFT_LID),
+            MessageSpec(a["right_lid"], 1, f.lid_right_owner, RIGHT_LID),
         ]
     if dilation:
-        out.append(OscOut(a["dilation"], (f.dilation,), f.leader))
-    return out
+        specs.append(MessageSpec(a["dilation"], 1, f.leader))
+    return specs
 
 
-def compose_v2(plan: TargetPlan, f: EyeFrame) -> list[OscOut]:
-    return _compose_v2_like(plan, f, _lid_plain, dilation=True)
-
-
-def compose_module(plan: TargetPlan, f: EyeFrame) -> list[OscOut]:
-    """The VRCFT ETVR module's v2 parameters (it reads no dilation), lids in its widen/squeeze bands."""
-    return _compose_v2_like(plan, f, lid_module, dilation=False)
-
-
-def compose_native(plan: TargetPlan, f: EyeFrame) -> list[OscOut]:
-    a = plan.address
+def _values_v2_like(f: EyeFrame, lid: Callable[[EyeValues], float], dilation: bool) -> tuple[float, ...]:
     left, right = f.left, f.right
+    if f.layout.single:
+        values: tuple[float, ...] = (left.gaze_x, left.gaze_y, lid(left))
+    else:
+        values = (left.gaze_x, left.gaze_y, right.gaze_x, right.gaze_y, lid(left), lid(right))
+    if dilation:
+        return (*values, (left.dilation + right.dilation) / 2.0)
+    return values
+
+
+def specs_v2(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
+    return _specs_v2_like(plan, f, dilation=True)
+
+
+def values_v2(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
+    return _values_v2_like(f, _lid_plain, dilation=True)
+
+
+def specs_module(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
+    """The VRCFT ETVR module's v2 parameters (it reads no dilation), lids in its widen/squeeze bands."""
+    return _specs_v2_like(plan, f, dilation=False)
+
+
+def values_module(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
+    return _values_v2_like(f, lid_module, dilation=False)
+
+
+def specs_native(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
+    a = plan.address
+    look = (
+        MessageSpec(a["pitch_yaw"], 4, f.leader)
+        if plan.native_look == "pitch_yaw"
+        else MessageSpec(a["vec"], 6, f.leader)
+    )
+    return [look, MessageSpec(a["closed"], 1, f.leader, EITHER_LID)]
+
+
+def values_native(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
+    left, right = f.left, f.right
+    closed_amount = clamp(1.0 - (left.openness + right.openness) / 2.0, 0.0, 1.0)
     if plan.native_look == "pitch_yaw":
         # VRChat: degrees, +pitch = down, +yaw = right.
         scale = plan.native_max_angle_deg
-        look = (-left.gaze_y * scale, left.gaze_x * scale, -right.gaze_y * scale, right.gaze_x * scale)
-        look_out = OscOut(a["pitch_yaw"], look, f.leader)
-    else:
-        look_out = OscOut(
-            a["vec"], (left.gaze_x, left.gaze_y, NATIVE_VEC_Z, right.gaze_x, right.gaze_y, NATIVE_VEC_Z), f.leader
-        )
-    closed_amount = clamp(1.0 - f.openness, 0.0, 1.0)
-    return [look_out, OscOut(a["closed"], (closed_amount,), f.leader, left.closed or right.closed)]
+        return (-left.gaze_y * scale, left.gaze_x * scale, -right.gaze_y * scale, right.gaze_x * scale, closed_amount)
+    return (left.gaze_x, left.gaze_y, NATIVE_VEC_Z, right.gaze_x, right.gaze_y, NATIVE_VEC_Z, closed_amount)
 
 
-def compose_babble(plan: TargetPlan, f: EyeFrame) -> list[OscOut]:
+def specs_babble(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     a = plan.address
-    out: list[OscOut] = []
-    for side, eye, owner, lid_owner in (
-        ("left", f.left, f.left_owner, f.lid_left_owner),
-        ("right", f.right, f.right_owner, f.lid_right_owner),
+    specs: list[MessageSpec] = []
+    for side, owner, lid_owner, lid in (
+        ("left", f.left_owner, f.lid_left_owner, LEFT_LID),
+        ("right", f.right_owner, f.lid_right_owner, RIGHT_LID),
     ):
-        out += [
-            OscOut(a[f"{side}_x"], (eye.gaze_x,), owner),
-            OscOut(a[f"{side}_y"], (eye.gaze_y,), owner),
-            OscOut(a[f"{side}_lid"], (eye.openness,), lid_owner, eye.closed),
-            OscOut(a[f"{side}_widen"], (eye.widen,), owner),
-            OscOut(a[f"{side}_squint"], (eye.squeeze,), owner),
-            # Babble's Brow is a brow lowerer: a squeeze pulls the brow down (it raises brows from Widen).
-            OscOut(a[f"{side}_brow"], (eye.squeeze,), owner),
+        specs += [
+            MessageSpec(a[f"{side}_x"], 1, owner),
+            MessageSpec(a[f"{side}_y"], 1, owner),
+            MessageSpec(a[f"{side}_lid"], 1, lid_owner, lid),
+            MessageSpec(a[f"{side}_widen"], 1, owner),
+            MessageSpec(a[f"{side}_squint"], 1, owner),
+            MessageSpec(a[f"{side}_brow"], 1, owner),
         ]
-    return out
+    return specs
 
 
-COMPOSERS: dict[str, Callable[[TargetPlan, EyeFrame], list[OscOut]]] = {
-    "v1": compose_v1,
-    "v2": compose_v2,
-    "native": compose_native,
-    "module": compose_module,
-    "babble": compose_babble,
+def values_babble(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
+    left, right = f.left, f.right
+    # Babble's Brow is a brow lowerer: a squeeze pulls the brow down (it raises brows from Widen).
+    return (
+        *(left.gaze_x, left.gaze_y, left.openness, left.widen, left.squeeze, left.squeeze),
+        *(right.gaze_x, right.gaze_y, right.openness, right.widen, right.squeeze, right.squeeze),
+    )
+
+
+class Mode(NamedTuple):
+    specs: Callable[[TargetPlan, FrameLayout], list[MessageSpec]]
+    values: Callable[[TargetPlan, EyeFrame], tuple[float, ...]]
+
+
+MODES: dict[str, Mode] = {
+    "v1": Mode(specs_v1, values_v1),
+    "v2": Mode(specs_v2, values_v2),
+    "native": Mode(specs_native, values_native),
+    "module": Mode(specs_module, values_module),
+    "babble": Mode(specs_babble, values_babble),
 }
 
 
+def lid_closed(lid: int, frame: EyeFrame) -> bool | None:
+    """Whether the lid a message carries is closed (None for a message that carries no lid)."""
+    if lid == NOT_LID:
+        return None
+    if lid == LEFT_LID:
+        return frame.left.closed
+    if lid == RIGHT_LID:
+        return frame.right.closed
+    return frame.left.closed or frame.right.closed
+
+
 def compose(plan: TargetPlan, frame: EyeFrame) -> list[OscOut]:
-    return COMPOSERS[plan.mode](plan, frame)
+    """Every message of `frame` for this target, whoever sends it (the reference; encoders do the same
+    per layout without building these)."""
+    mode = MODES[plan.mode]
+    values = mode.values(plan, frame)
+    out: list[OscOut] = []
+    at = 0
+    for spec in mode.specs(plan, frame.layout):
+        out.append(OscOut(spec.address, values[at : at + spec.arg_count], spec.owner, lid_closed(spec.lid, frame)))
+        at += spec.arg_count
+    return out

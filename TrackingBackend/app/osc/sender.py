@@ -85,20 +85,26 @@ class TargetSocket:
         self._sock = sock
 
     def send(self, datagram: bytes) -> bool:
+        return self.send_all((datagram,)) == 1
+
+    def send_all(self, datagrams: list[bytes] | tuple[bytes, ...]) -> int:
+        """Send each datagram (one failing does not stop the rest); returns how many went out."""
         sock = self._sock
         if sock is None:
-            return False
-        try:
-            sock.send(datagram)
-        except BlockingIOError:
-            self._error("send buffer full: datagram dropped")
-            return False
-        except OSError as exc:
-            # ConnectionRefusedError: an earlier datagram met a closed port.
-            self._error(f"sending to {self._where()} failed: {exc}")
-            return False
-        self.sent += 1
-        return True
+            return 0
+        sent = 0
+        for datagram in datagrams:
+            try:
+                sock.send(datagram)
+            except BlockingIOError:
+                self._error("send buffer full: datagram dropped")
+            except OSError as exc:
+                # ConnectionRefusedError: an earlier datagram met a closed port.
+                self._error(f"sending to {self._where()} failed: {exc}")
+            else:
+                sent += 1
+        self.sent += sent
+        return sent
 
     def _where(self) -> str:
         return f"{self.endpoint[0]}:{self.endpoint[1]}" if self.endpoint else "?"
@@ -121,7 +127,7 @@ class OscOutputs:
     def __init__(self, auto_port: AutoPortSource | None = None) -> None:
         self._auto_port = auto_port
         self._plans: list[TargetPlan] = []
-        self._encoders: list[TargetEncoder] = []
+        self._targets: list[tuple[TargetPlan, TargetEncoder, TargetSocket]] = []
         self._sockets: dict[int, TargetSocket] = {}
 
     @property
@@ -131,7 +137,6 @@ class OscOutputs:
     def configure(self, plans: list[TargetPlan]) -> None:
         """Apply new target settings; sockets and counters of kept targets (same index) stay."""
         self._plans = plans
-        self._encoders = [TargetEncoder(plan) for plan in plans]
         wanted = {plan.index for plan in plans}
         for index in list(self._sockets):
             if index not in wanted:
@@ -142,6 +147,7 @@ class OscOutputs:
                 target = self._sockets[plan.index] = TargetSocket(plan.name)
             target.name = plan.name
             target.connect(self._endpoint(plan))
+        self._targets = [(plan, TargetEncoder(plan), self._sockets[plan.index]) for plan in plans]
 
     def _endpoint(self, plan: TargetPlan) -> Endpoint:
         if plan.auto_port and self._auto_port is not None:
@@ -153,18 +159,16 @@ class OscOutputs:
     def send(self, frame: EyeFrame, own: TrackerPosition) -> int:
         """Send this process's share of `frame` to every target; returns the datagrams sent."""
         sent = 0
-        for plan, encoder in zip(self._plans, self._encoders, strict=True):
-            target = self._sockets[plan.index]
+        for plan, encoder, target in self._targets:
             if plan.auto_port:
                 target.connect(self._endpoint(plan))
-            for datagram in encoder.datagrams(frame, own):
-                sent += target.send(datagram)
+            sent += target.send_all(encoder.datagrams(frame, own))
         return sent
 
     def send_raw(self, datagram: bytes) -> None:
         """One extra datagram to every target (the opt-in latency diagnostic)."""
-        for plan in self._plans:
-            self._sockets[plan.index].send(datagram)
+        for _, _, target in self._targets:
+            target.send(datagram)
 
     def totals(self) -> tuple[int, int, str | None]:
         sockets = list(self._sockets.values())
@@ -194,3 +198,4 @@ class OscOutputs:
         for target in self._sockets.values():
             target.close()
         self._sockets.clear()
+        self._targets = []

@@ -14,14 +14,15 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
-from app.osc.compose import EyeSample, build_frame, fresh_eyes
+from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, EyeValues, eye_values, frame_of
 from app.osc.modes import resolve_targets
 from app.osc.sender import OscOutputs
-from app.runtime.results import ResultBoard, unpack_result
+from app.runtime.results import DOUBLE_BYTES, PACKED, ResultBoard, ResultRecord
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-READ_TIMEOUT_S = 0.1
+READ_TIMEOUT_S = 0.1  # how soon a stop is noticed while no result comes
 STATUS_EVERY_S = 0.5  # building the per-target status costs more than a send: not on every update
 
 # Opt-in diagnostic for `bench pipeline` (env ETVR_BENCH_LATENCY=1, off by default): after each update's
@@ -54,21 +55,85 @@ def bench_latency_prefix(position: TrackerPosition) -> bytes | None:
     return _osc_string(BENCH_LATENCY_ADDRESS) + _osc_string(",siddd") + _osc_string(position.value)
 
 
-class ResultWaiter:
-    """Waits for the next result on the pipe. `Connection.poll` builds a selector on every call (tens of
-    µs, twice per result); where the platform has `select.poll` one poller is kept instead."""
+# The fields of a result record the OSC side reads, unpacked straight from the pipe's bytes (the
+# others are skipped by the struct format), in this order.
+RECORD_FIELDS = (
+    "sequence",
+    "capture_ts",
+    "processed_ts",
+    "pupil_x",
+    "gaze_x",
+    "gaze_y",
+    "openness",
+    "dilation",
+    "widen",
+    "squeeze",
+)
+_FIELD_NAMES = [f.name for f in fields(ResultRecord)]
+RECORD_VALUES = struct.Struct(
+    PACKED.format[0] + "".join("d" if name in RECORD_FIELDS else f"{DOUBLE_BYTES}x" for name in _FIELD_NAMES)
+)
+if [name for name in _FIELD_NAMES if name in RECORD_FIELDS] != list(RECORD_FIELDS):
+    raise RuntimeError("RECORD_FIELDS must list ResultRecord's fields in its own order")
+RecordValues = tuple[float, ...]
+# multiprocessing.Connection frames each message with a 4-byte big-endian length.
+FRAME_HEADER = struct.Struct("!i")
+FRAME_BYTES = FRAME_HEADER.size + PACKED.size
+READ_CHUNK_BYTES = 64 * 1024
+
+
+class ResultReader:
+    """This eye's records from the tracker's pipe, woken once per result.
+
+    Where the platform has `select.poll`, one kept poller waits and a single `os.read` takes every
+    record waiting; the records are parsed from `Connection`'s framing directly. (`Connection.poll`
+    builds a selector per call and `recv_bytes` reads header and body separately: with a wait and a
+    re-check per result that was most of an update's cost.) Elsewhere `Connection` itself is used.
+    """
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._poller: Any = None
+        self._fd = -1
+        self._pending = b""
         if hasattr(select, "poll"):
+            self._fd = connection.fileno()
             self._poller = select.poll()
-            self._poller.register(connection.fileno(), select.POLLIN)
+            self._poller.register(self._fd, select.POLLIN)
 
-    def ready(self, timeout_s: float) -> bool:
+    def wait(self, timeout_s: float) -> list[RecordValues]:
+        """The records that arrived (at most `timeout_s` waiting for the first; empty when none did).
+        Raises EOFError when the tracker's end of the pipe is closed."""
         if self._poller is None:
-            return self._connection.poll(timeout_s)
-        return bool(self._poller.poll(int(timeout_s * 1000)))
+            return self._wait_connection(timeout_s)
+        if not self._poller.poll(int(timeout_s * 1000)):
+            return []
+        data = os.read(self._fd, READ_CHUNK_BYTES)
+        if not data:
+            raise EOFError("the tracker's result pipe is closed")
+        if not self._pending and len(data) == FRAME_BYTES:  # the usual case: exactly one record
+            return [RECORD_VALUES.unpack_from(data, FRAME_HEADER.size)]
+        return self._split(self._pending + data)
+
+    def _split(self, data: bytes) -> list[RecordValues]:
+        records: list[RecordValues] = []
+        at = 0
+        while len(data) - at >= FRAME_HEADER.size:
+            (size,) = FRAME_HEADER.unpack_from(data, at)
+            if size != PACKED.size:
+                raise ValueError(f"unexpected message of {size} bytes on the result pipe")
+            if len(data) - at < FRAME_BYTES:
+                break
+            records.append(RECORD_VALUES.unpack_from(data, at + FRAME_HEADER.size))
+            at += FRAME_BYTES
+        self._pending = data[at:]
+        return records
+
+    def _wait_connection(self, timeout_s: float) -> list[RecordValues]:
+        records: list[RecordValues] = []
+        while self._connection.poll(0.0 if records else timeout_s):
+            records.append(RECORD_VALUES.unpack(self._connection.recv_bytes()))
+        return records
 
 
 class OscSettings:
@@ -91,20 +156,21 @@ def run_osc_loop(
     on_targets: Callable[[OscConfig], None] | None = None,
 ) -> None:
     """Until `should_stop`: each result of this eye -> one frame -> every target (a config swap in
-    `settings` takes effect at the next result)."""
+    `settings` takes effect at the next result).
+
+    One wake-up per result: everything per update is kept to the work it needs (see
+    `app.osc.output`); status is built at most every `STATUS_EVERY_S`.
+    """
     updates = 0
     bench_prefix = bench_latency_prefix(own_position)
     applied: OscConfig | None = None
     next_status_s = 0.0
-    waiter = ResultWaiter(results_rx)
+    reader = ResultReader(results_rx)
+    eye_slots = [(position, slot) for position, slot in other_slots.items() if position in (LEFT, RIGHT)]
     while not should_stop():
-        if time.monotonic() >= next_status_s:
-            _publish(status, updates, outputs)
-            next_status_s = time.monotonic() + STATUS_EVERY_S
-        if not waiter.ready(READ_TIMEOUT_S):
-            continue
-        while waiter.ready(0.0):
-            record = unpack_result(results_rx.recv_bytes())
+        records = reader.wait(READ_TIMEOUT_S)
+        now = time.monotonic()
+        for record in records:
             config = settings.config
             if config is not applied:
                 applied = config
@@ -113,20 +179,31 @@ def run_osc_loop(
                 outputs.configure(resolve_targets(config))
             if not outputs.plans:
                 continue
-            now = time.monotonic()
-            samples = [EyeSample(own_position, record)]
-            for position, slot in other_slots.items():
+            _, _, processed_ts, _, gaze_x, gaze_y, openness, dilation, widen, squeeze = record
+            own = None
+            if now - processed_ts <= STALE_AFTER_S:
+                own = eye_values(gaze_x, gaze_y, openness, dilation, widen, squeeze)
+            left = own if own_position is LEFT else None
+            right = own if own_position is RIGHT else None
+            for position, slot in eye_slots:
                 other = board.read(slot)
-                if other is not None:
-                    samples.append(EyeSample(position, other))
-            frame = build_frame(fresh_eyes(samples, now), config.mirror_eyes, config.sync_blink)
+                if other is not None and now - other.processed_ts <= STALE_AFTER_S:
+                    if position is LEFT:
+                        left = EyeValues.from_record(other)
+                    else:
+                        right = EyeValues.from_record(other)
+            frame = frame_of(left, right, config.mirror_eyes, config.sync_blink)
             if frame is None:
                 continue
             sent = outputs.send(frame, own_position)
             if bench_prefix is not None and sent:
-                args = (int(record.sequence), record.capture_ts, time.monotonic(), record.pupil_x)
+                sequence, capture_ts, _, pupil_x = record[:4]
+                args = (int(sequence), capture_ts, time.monotonic(), pupil_x)
                 outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
             updates += 1
+        if now >= next_status_s:
+            _publish(status, updates, outputs)
+            next_status_s = now + STATUS_EVERY_S
     _publish(status, updates, outputs)
 
 
