@@ -104,7 +104,8 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
         inner = region[1:-1, 1:-1]
         ring = cv2.dilate(inner, _KERNEL_3, iterations=3) - cv2.dilate(inner, _KERNEL_3, iterations=1)
         inside_level = cv2.mean(roi, inner)[0]
-        outside_level = cv2.mean(roi, ring)[0]
+        ring_values = roi[ring > 0]
+        outside_level = float(np.median(ring_values)) if ring_values.size else 0.0
         if cv2.countNonZero(inner) < MIN_REGION_AREA_PX or outside_level <= inside_level:
             return PupilResult.none(algorithm)
         threshold = inside_level + THRESHOLD_FRACTION * (outside_level - inside_level)
@@ -132,7 +133,8 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
         cv2.ellipse(inside_ellipse, ((ex, ey), (ew, eh), angle), 255, -1)
         filled |= inside_ellipse & glints
     ellipse: Ellipse = ((ex, ey), (ew, eh), angle)
-    ellipse = _fit_edges(roi, filled, glints, ellipse)
+    rays = _fit_rays(roi, (float(seed_x), float(seed_y)), ellipse, inside_level, outside_level, glints)
+    ellipse = rays if rays is not None else _fit_edges(roi, filled, glints, ellipse)
     (ex, ey), (ew, eh), angle = ellipse
     if not (np.isfinite(ex) and np.isfinite(ey)) or min(ew, eh) < 1.0:
         return PupilResult.none(algorithm)
@@ -201,3 +203,103 @@ def _fit_edges(roi: GrayU8, filled: GrayU8, glints: GrayU8, initial: Ellipse) ->
             return ellipse
         ellipse = fit_ellipse(keep)
     return ellipse
+
+
+RAY_COUNT = 64
+RAY_MAX_GRADIENT = True
+RAY_GRADIENT_WINDOW = 4
+RAY_BLUR_KSIZE = 5
+RAY_STEP_PX = 0.5
+RAY_REACH = 1.6  # rays reach this x the initial ellipse's semi-major axis
+RAY_EDGE_FRACTION = 0.5
+RAY_IRIS_STEPS_PX = (1.5, 2.5, 3.5, 5.0)
+RAY_IRIS_TOLERANCE = 0.35
+RAY_GLINT_GAP_PX = 1.5
+RAY_MIN_POINTS = 10
+RAY_PASSES = 2
+_RAY_ANGLES = np.linspace(0.0, 2.0 * np.pi, RAY_COUNT, endpoint=False)
+_RAY_COS, _RAY_SIN = np.cos(_RAY_ANGLES)[:, None], np.sin(_RAY_ANGLES)[:, None]
+
+
+def _fit_rays(
+    roi: GrayU8,
+    seed: tuple[float, float],
+    initial: Ellipse,
+    inside_level: float,
+    iris_level: float,
+    glints: GrayU8,
+) -> Ellipse | None:
+    """Starburst: rays from inside the pupil to the first crossing of the pupil/iris mid-level, sub-pixel.
+
+    Crossings next to a glint, and those whose outside does not look like iris (a lid chord, a lash), are
+    left out; the ellipse is fitted to the rest with residual outlier rejection. None when too few remain.
+    """
+    contrast = iris_level - inside_level
+    if contrast <= 0:
+        return None
+    smooth = cv2.GaussianBlur(roi, (RAY_BLUR_KSIZE, RAY_BLUR_KSIZE), 0).astype(np.float32)
+    smooth[glints > 0] = inside_level  # glints are inside or on the rim: never an edge crossing
+    glint_f = glints.astype(np.float32)
+    level = inside_level + RAY_EDGE_FRACTION * contrast
+    (_, _), (w, h), _ = initial
+    reach = RAY_REACH * max(w, h) / 2.0 + 4.0
+    steps = np.arange(0.0, reach, RAY_STEP_PX, dtype=np.float32)[None, :]
+    centre = initial[0] if _dark_at(smooth, initial[0], level) else seed
+    ellipse: Ellipse | None = None
+    for _ in range(RAY_PASSES):
+        cx, cy = centre
+        map_x = (cx + _RAY_COS * steps).astype(np.float32)
+        map_y = (cy + _RAY_SIN * steps).astype(np.float32)
+        profiles = cv2.remap(smooth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        near_glint = cv2.remap(glint_f, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        above = profiles >= level
+        first = np.argmax(above, axis=1)
+        valid = above[np.arange(RAY_COUNT), first] & (first > 0)
+        rays = np.nonzero(valid)[0]
+        k = first[rays]
+        before, after = profiles[rays, k - 1], profiles[rays, k]
+        frac = np.clip((level - before) / np.maximum(after - before, 1e-3), 0.0, 1.0)
+        dist = (k - 1 + frac) * RAY_STEP_PX
+        if RAY_MAX_GRADIENT:
+            # The edge is where the profile rises fastest near the crossing (independent of the level chosen).
+            slope = np.diff(profiles[rays], axis=1)  # slope[j] is between samples j and j+1
+            last = slope.shape[1] - 1
+            window = np.clip(k[:, None] + np.arange(-RAY_GRADIENT_WINDOW, RAY_GRADIENT_WINDOW)[None, :], 0, last)
+            local = np.take_along_axis(slope, window, axis=1)
+            j = np.take_along_axis(window, np.argmax(local, axis=1)[:, None], axis=1)[:, 0]
+            left = slope[np.arange(len(rays)), np.maximum(j - 1, 0)]
+            mid = slope[np.arange(len(rays)), j]
+            right = slope[np.arange(len(rays)), np.minimum(j + 1, last)]
+            curvature = left - 2.0 * mid + right
+            shift = np.where(curvature < 0, 0.5 * (left - right) / np.where(curvature < 0, curvature, -1.0), 0.0)
+            dist = (j + 0.5 + np.clip(shift, -0.5, 0.5)) * RAY_STEP_PX
+        # Outside must look like iris a few pixels on, and no glint may sit at the crossing.
+        ok = np.ones(len(rays), bool)
+        for step_px in RAY_IRIS_STEPS_PX:
+            idx = np.minimum(k + round(step_px / RAY_STEP_PX), steps.shape[1] - 1)
+            ok &= np.abs(profiles[rays, idx] - iris_level) <= RAY_IRIS_TOLERANCE * contrast
+        gap = round(RAY_GLINT_GAP_PX / RAY_STEP_PX)
+        for offset in range(-gap, gap + 1):
+            idx = np.clip(k + offset, 0, steps.shape[1] - 1)
+            ok &= near_glint[rays, idx] == 0
+        rays, dist = rays[ok], dist[ok]
+        if len(rays) < RAY_MIN_POINTS:
+            return ellipse
+        points = np.column_stack([cx + _RAY_COS[rays, 0] * dist, cy + _RAY_SIN[rays, 0] * dist])
+        fitted = fit_ellipse(points)
+        for _ in range(2):
+            distance = ellipse_distance_px(points, fitted)
+            keep = distance < max(EDGE_INLIER_PX, 2.5 * float(np.median(distance)))
+            if np.count_nonzero(keep) < RAY_MIN_POINTS:
+                break
+            points = points[keep]
+            fitted = fit_ellipse(points)
+        ellipse = fitted
+        centre = fitted[0] if _dark_at(smooth, fitted[0], level) else centre
+    return ellipse
+
+
+def _dark_at(image: npt.NDArray[np.float32], point: tuple[float, float], level: float) -> bool:
+    x, y = round(point[0]), round(point[1])
+    height, width = image.shape
+    return 0 <= x < width and 0 <= y < height and float(image[y, x]) < level
