@@ -3,7 +3,15 @@
 The main process creates the ring (and unlinks it on stop), so a killed camera or tracker process can
 never leak a segment; a restarted one attaches to the same ring and pipe. Only (slot, sequence,
 capture timestamp, shape) crosses the pipe. The reader always takes the newest record and never works
-through a backlog; a frame overwritten while being copied is detected by its sequence and dropped.
+through a backlog:
+- On POSIX every record is one atomic 36-byte pipe write (the Connection wire format: a 4-byte length,
+  then the record), so the reader drains everything pending with one `os.read` and keeps the last
+  record: a constant number of system calls per frame, whatever the backlog. On Windows (message-mode
+  PipeConnection) it drains with the Connection API, bounded.
+- Triple-buffer style, the reader announces in the segment's control block the slot it is copying and
+  the writer skips that slot, so a writer that laps the ring does not overwrite the frame being read.
+- A seqlock stays as the safety net (the writer marks a slot -1 while writing it): a frame that changed
+  while being copied is counted as torn and the reader takes the next newest one within its timeout.
 
 Pipes rather than `multiprocessing.Queue`: a queue's internal lock stays held forever when a process is
 killed while waiting on it, which deadlocks the restarted process. A pipe end has no lock.
@@ -13,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import struct
+import time
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
@@ -23,10 +33,20 @@ import numpy as np
 import numpy.typing as npt
 
 RECORD = struct.Struct("<IqdIII")  # slot, sequence, capture_ts, height, width, channels
+# Connection.send_bytes frames a message with its length as a 4-byte big-endian prefix; records written
+# with os.write keep that format so either end may use the Connection API.
+RECORD_PREFIX = struct.pack("!i", RECORD.size)
+WIRE_RECORD_BYTES = len(RECORD_PREFIX) + RECORD.size
+# One read takes a whole default (64 KiB) Linux pipe of records; a multiple of the record size keeps
+# reads aligned on records.
+DRAIN_READ_BYTES = (65536 // WIRE_RECORD_BYTES) * WIRE_RECORD_BYTES
 SLOT_HEADER = struct.Struct("<qIII")  # sequence (-1 while writing), height, width, channels
 SLOT_HEADER_BYTES = 64  # keep pixel data cache-line aligned
+CONTROL = struct.Struct("<q")  # the slot the reader is copying, -1 when none
+CONTROL_BYTES = 64
+NO_SLOT = -1
 DEFAULT_SLOTS = 4
-MAX_RECORDS_DRAINED = 64
+MAX_RECORDS_DRAINED = 64  # Windows only: records drained one by one per read
 DEFAULT_MAX_FRAME_BYTES = 1280 * 960  # a gray frame up to 1280x960
 
 
@@ -52,15 +72,66 @@ def make_nonblocking(conn: Connection) -> None:
 
 
 class FrameStore(Protocol):
-    """Where slot pixels live: shared memory in production, a plain buffer in loop tests."""
+    """Where slot pixels live: shared memory in production, a plain buffer in loop tests.
+
+    Layout: a control block (CONTROL_BYTES), then `slots` slots of SLOT_HEADER_BYTES + max_frame_bytes.
+    """
 
     slots: int
     max_frame_bytes: int
 
+    @property
+    def buffer(self) -> memoryview: ...
+
+    def slot_offset(self, slot: int) -> int: ...
+
     def slot_view(self, slot: int) -> memoryview: ...
 
+    def pixels(self, slot: int) -> npt.NDArray[np.uint8]: ...
 
-class SharedFrameStore:
+
+def ring_bytes(slots: int, max_frame_bytes: int) -> int:
+    return CONTROL_BYTES + slots * (SLOT_HEADER_BYTES + max_frame_bytes)
+
+
+class _RingLayout:
+    """Offsets and cached pixel views over one ring buffer (views made once: numpy views cost ~1 µs each)."""
+
+    def __init__(self, buffer: memoryview, slots: int, max_frame_bytes: int, initialise: bool) -> None:
+        self.slots = slots
+        self.max_frame_bytes = max_frame_bytes
+        self._slot_bytes = SLOT_HEADER_BYTES + max_frame_bytes
+        self._buffer: memoryview = buffer
+        self._pixels = [
+            np.frombuffer(
+                buffer, dtype=np.uint8, count=max_frame_bytes, offset=self.slot_offset(slot) + SLOT_HEADER_BYTES
+            )
+            for slot in range(slots)
+        ]
+        if initialise:
+            CONTROL.pack_into(buffer, 0, NO_SLOT)
+            for slot in range(slots):
+                SLOT_HEADER.pack_into(buffer, self.slot_offset(slot), -1, 0, 0, 0)
+
+    @property
+    def buffer(self) -> memoryview:
+        return self._buffer
+
+    def slot_offset(self, slot: int) -> int:
+        return CONTROL_BYTES + slot * self._slot_bytes
+
+    def slot_view(self, slot: int) -> memoryview:
+        start = self.slot_offset(slot)
+        return self._buffer[start : start + self._slot_bytes]
+
+    def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
+        return self._pixels[slot]
+
+    def _drop_views(self) -> None:
+        self._pixels = []
+
+
+class SharedFrameStore(_RingLayout):
     """A ring of `slots` pre-allocated frame slots in one shared-memory segment."""
 
     def __init__(
@@ -70,25 +141,16 @@ class SharedFrameStore:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         create: bool = False,
     ) -> None:
-        self.slots = slots
-        self.max_frame_bytes = max_frame_bytes
-        self._slot_bytes = SLOT_HEADER_BYTES + max_frame_bytes
-        size = self._slot_bytes * slots
+        size = ring_bytes(slots, max_frame_bytes)
         self._shm = shared_memory.SharedMemory(name=name, create=create, size=size if create else 0)
         self.name = self._shm.name
         self._owner = create
         buffer = self._shm.buf
         assert buffer is not None
-        self._buffer: memoryview = buffer
-        if create:
-            for slot in range(slots):
-                SLOT_HEADER.pack_into(self._buffer, slot * self._slot_bytes, -1, 0, 0, 0)
-
-    def slot_view(self, slot: int) -> memoryview:
-        start = slot * self._slot_bytes
-        return self._buffer[start : start + self._slot_bytes]
+        super().__init__(buffer, slots, max_frame_bytes, initialise=create)
 
     def close(self) -> None:
+        self._drop_views()
         # Views into the buffer must be gone before close; callers drop theirs first.
         with contextlib.suppress(BufferError):
             self._buffer.release()
@@ -98,23 +160,16 @@ class SharedFrameStore:
                 self._shm.unlink()
 
 
-class MemoryFrameStore:
+class MemoryFrameStore(_RingLayout):
     """The in-memory twin of SharedFrameStore, for loop tests that need no shared memory."""
 
     def __init__(self, slots: int = DEFAULT_SLOTS, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
-        self.slots = slots
-        self.max_frame_bytes = max_frame_bytes
-        self._slot_bytes = SLOT_HEADER_BYTES + max_frame_bytes
-        self._buffer = memoryview(bytearray(self._slot_bytes * slots))
-        for slot in range(slots):
-            SLOT_HEADER.pack_into(self._buffer, slot * self._slot_bytes, -1, 0, 0, 0)
-
-    def slot_view(self, slot: int) -> memoryview:
-        start = slot * self._slot_bytes
-        return self._buffer[start : start + self._slot_bytes]
+        super().__init__(memoryview(bytearray(ring_bytes(slots, max_frame_bytes))), slots, max_frame_bytes, True)
 
     def close(self) -> None:
-        self._buffer.release()
+        self._drop_views()
+        with contextlib.suppress(BufferError):
+            self._buffer.release()
 
 
 class FrameTooLargeError(ValueError):
@@ -122,34 +177,44 @@ class FrameTooLargeError(ValueError):
 
 
 class FrameWriter:
-    """Camera side: copies a frame into the next slot and announces it."""
+    """Camera side: copies a frame into the next free slot and announces it."""
 
     def __init__(self, store: FrameStore, conn: Connection, start_sequence: int = 0) -> None:
         self._store = store
         self._conn = conn
+        self._fd = conn.fileno() if os.name == "posix" else -1
         self._next_slot = 0
         self.sequence = start_sequence
         self.dropped = 0  # records the pipe refused (reader gone or far behind)
+        self.held_skips = 0  # times the next slot was the one the reader was copying, so it was skipped
         make_nonblocking(conn)
 
     def write(self, image: npt.NDArray[np.uint8], capture_ts: float) -> int:
         """Copy a gray (H x W) or colour (H x W x C) uint8 image into the next slot and announce it."""
+        store = self._store
         height, width = image.shape[:2]
         channels = image.shape[2] if image.ndim == 3 else 1
         nbytes = height * width * channels
-        if nbytes > self._store.max_frame_bytes:
+        if nbytes > store.max_frame_bytes:
             raise FrameTooLargeError(f"frame {width}x{height}x{channels} exceeds the ring slot size")
+        buffer = store.buffer
         slot = self._next_slot
-        self._next_slot = (slot + 1) % self._store.slots
+        if slot == CONTROL.unpack_from(buffer, 0)[0] and store.slots > 1:
+            slot = (slot + 1) % store.slots
+            self.held_skips += 1
+        self._next_slot = (slot + 1) % store.slots
         self.sequence += 1
-        view = self._store.slot_view(slot)
-        SLOT_HEADER.pack_into(view, 0, -1, height, width, channels)
-        pixels = np.frombuffer(view, dtype=np.uint8, count=nbytes, offset=SLOT_HEADER_BYTES)
-        pixels[:] = image.reshape(-1) if image.flags.c_contiguous else np.ascontiguousarray(image).reshape(-1)
-        SLOT_HEADER.pack_into(view, 0, self.sequence, height, width, channels)
-        del pixels, view
+        header_at = store.slot_offset(slot)
+        SLOT_HEADER.pack_into(buffer, header_at, -1, height, width, channels)
+        flat = image.reshape(-1) if image.flags.c_contiguous else np.ascontiguousarray(image).reshape(-1)
+        store.pixels(slot)[:nbytes] = flat
+        SLOT_HEADER.pack_into(buffer, header_at, self.sequence, height, width, channels)
+        record = RECORD.pack(slot, self.sequence, capture_ts, height, width, channels)
         try:
-            self._conn.send_bytes(RECORD.pack(slot, self.sequence, capture_ts, height, width, channels))
+            if self._fd >= 0:
+                os.write(self._fd, RECORD_PREFIX + record)  # one atomic write: under PIPE_BUF
+            else:
+                self._conn.send_bytes(record)
         except BlockingIOError:
             self.dropped += 1
         return self.sequence
@@ -163,31 +228,110 @@ class FrameReader:
         self._conn = conn
         self._buffer = np.empty(store.max_frame_bytes, dtype=np.uint8)
         self.skipped = 0  # records passed over because a newer one was already waiting
-        self.torn = 0  # frames overwritten while being read (the reader was too slow)
+        self.torn = 0  # frames overwritten before or while being read (the writer lapped the ring)
+        self.misframed = 0  # pipe bytes dropped because they were not on a record boundary
+        self._fd = -1
+        self._poller: select.poll | None = None
+        if os.name == "posix":
+            self._fd = conn.fileno()
+            # Only this reader reads the pipe: reads must never block once poll said it is readable.
+            os.set_blocking(self._fd, False)
+            self._poller = select.poll()
+            self._poller.register(self._fd, select.POLLIN)
+        # A reader killed while copying left its slot marked: a restarted one starts clean.
+        CONTROL.pack_into(store.buffer, 0, NO_SLOT)
 
     def read_newest(self, timeout_s: float) -> tuple[FrameRecord, npt.NDArray[np.uint8]] | None:
-        """The newest frame, or None when nothing arrived within `timeout_s`.
+        """The newest complete frame, or None when none arrived within `timeout_s`.
 
         The returned image is a view into this reader's own buffer, valid until the next call.
         """
-        if not self._conn.poll(timeout_s):
+        deadline: float | None = None
+        wait_s = timeout_s
+        while True:
+            if not self._wait_readable(wait_s):
+                return None
+            raw = self._take_newest_raw()
+            if raw is not None:
+                got = self._copy(FrameRecord(*RECORD.unpack(raw)))
+                if got is not None:
+                    return got
+            # Torn or nothing usable: the next newer record, within what is left of the timeout.
+            if deadline is None:
+                deadline = time.monotonic() + timeout_s
+            wait_s = deadline - time.monotonic()
+            if wait_s <= 0:
+                return None
+
+    def _wait_readable(self, timeout_s: float) -> bool:
+        if self._poller is not None:
+            return bool(self._poller.poll(max(0.0, timeout_s) * 1000.0))
+        return self._conn.poll(max(0.0, timeout_s))
+
+    def _take_newest_raw(self) -> bytes | None:
+        """Consume every pending record; the newest one's bytes (without its length prefix)."""
+        if self._fd < 0:
+            return self._take_newest_raw_connection()
+        data = b""
+        while True:
+            try:
+                chunk = os.read(self._fd, DRAIN_READ_BYTES)
+            except BlockingIOError:
+                break
+            if not chunk:
+                if not data:
+                    raise EOFError("every writer end of the frame pipe is closed")
+                break
+            data += chunk
+            if len(chunk) < DRAIN_READ_BYTES:
+                break
+        # Writes are whole records and the pipe was read empty, so `data` ends on a record boundary; only
+        # its front can be the tail of a record someone else half-read (a reader killed inside
+        # Connection.recv_bytes, which reads the length and the record separately).
+        start = len(data) % WIRE_RECORD_BYTES
+        count = len(data) // WIRE_RECORD_BYTES
+        if start:
+            self.misframed += start
+        if count == 0:
             return None
+        end = len(data)
+        if (
+            data[start : start + 4] != RECORD_PREFIX
+            or data[end - WIRE_RECORD_BYTES : end - RECORD.size] != RECORD_PREFIX
+        ):
+            self.misframed += len(data) - start
+            return None
+        self.skipped += count - 1
+        return data[end - RECORD.size :]
+
+    def _take_newest_raw_connection(self) -> bytes | None:
+        # A message-mode pipe hands out one record per call; bounded so a fast writer cannot pin the reader.
         raw = self._conn.recv_bytes()
-        # Bounded: a writer faster than this loop must not keep the reader draining forever.
         for _ in range(MAX_RECORDS_DRAINED):
             if not self._conn.poll(0):
                 break
             raw = self._conn.recv_bytes()
             self.skipped += 1
-        record = FrameRecord(*RECORD.unpack(raw))
+        return raw
+
+    def _copy(self, record: FrameRecord) -> tuple[FrameRecord, npt.NDArray[np.uint8]] | None:
+        store = self._store
         nbytes = record.height * record.width * record.channels
-        view = self._store.slot_view(record.slot)
-        before = SLOT_HEADER.unpack_from(view, 0)[0]
-        out = self._buffer[:nbytes]
-        out[:] = np.frombuffer(view, dtype=np.uint8, count=nbytes, offset=SLOT_HEADER_BYTES)
-        after = SLOT_HEADER.unpack_from(view, 0)[0]
-        del view
-        if before != record.sequence or after != record.sequence:
-            self.torn += 1
+        if record.slot >= store.slots or nbytes > store.max_frame_bytes:
+            self.misframed += WIRE_RECORD_BYTES
             return None
+        buffer = store.buffer
+        header_at = store.slot_offset(record.slot)
+        CONTROL.pack_into(buffer, 0, record.slot)
+        try:
+            if SLOT_HEADER.unpack_from(buffer, header_at)[0] != record.sequence:
+                self.torn += 1  # already overwritten before we held it
+                return None
+            out = self._buffer[:nbytes]
+            out[:] = store.pixels(record.slot)[:nbytes]
+            if SLOT_HEADER.unpack_from(buffer, header_at)[0] != record.sequence:
+                self.torn += 1
+                return None
+        finally:
+            CONTROL.pack_into(buffer, 0, NO_SLOT)
         return record, out.reshape(record.shape)
