@@ -119,17 +119,18 @@ def run_camera_loop(
                 if preview is not None and preview.due(now):
                     preview.publish(draw_roi(info.rotated, info.roi), frame.capture_ts, now)
                 fps.tick(now)
-                counters = source.counters
-                status.set(
-                    fps=round(fps.fps, 2),
-                    frames_received=counters.received,
-                    frames_decoded=counters.decoded,
-                    frames_corrupt=counters.corrupt,
-                    frames_dropped=writer.dropped,
-                    frames_sent=writer.sequence,
-                    roi_clamped=info.roi_clamped,
-                    roi=list(info.roi),
-                )
+                if status.due(now):
+                    counters = source.counters
+                    status.set(
+                        fps=round(fps.fps, 2),
+                        frames_received=counters.received,
+                        frames_decoded=counters.decoded,
+                        frames_corrupt=counters.corrupt,
+                        frames_dropped=writer.dropped,
+                        frames_sent=writer.sequence,
+                        roi_clamped=info.roi_clamped,
+                        roi=list(info.roi),
+                    )
         except SourceError as exc:
             status.set(state="disconnected", last_error=str(exc), fps=0.0)
             logger.warning("camera %s lost: %s", camera.capture_source, exc)

@@ -25,6 +25,8 @@ from app.tracking.pipeline import EyePipeline
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.1
+# Recenter/calibrate commands are looked for this often, not every frame (a poll is a syscall).
+COMMAND_POLL_INTERVAL_S = 0.05
 
 
 class PipelineHolder:
@@ -74,10 +76,14 @@ def run_tracker_loop(
     make_nonblocking(results_tx)
     dropped_results = 0
     processed = 0
+    commands_due = 0.0
     while not should_stop():
         holder.apply_pending()
-        handle_commands(commands_rx, holder.pipeline, time.monotonic())
         got = reader.read_newest(READ_TIMEOUT_S)
+        now = time.monotonic()
+        if now >= commands_due:
+            commands_due = now + COMMAND_POLL_INTERVAL_S
+            handle_commands(commands_rx, holder.pipeline, now)
         if got is None:
             continue
         record, gray = got
@@ -110,16 +116,17 @@ def run_tracker_loop(
         update = take_update() if take_update is not None else None
         if update is not None and uplink is not None:
             send_event(uplink, "calibration", {"uuid": tracker_uuid, "calibration": update.model_dump(mode="json")})
-        status.set(
-            state="tracking",
-            fps=round(fps.fps, 2),
-            frames_processed=processed,
-            frames_skipped=reader.skipped,
-            frames_torn=reader.torn,
-            results_dropped=dropped_results,
-            latency_ms=round(out.latency_ms, 3),
-            calibration_progress=out.calibration_progress,
-        )
+        if status.due(now, "tracking"):
+            status.set(
+                state="tracking",
+                fps=round(fps.fps, 2),
+                frames_processed=processed,
+                frames_skipped=reader.skipped,
+                frames_torn=reader.torn,
+                results_dropped=dropped_results,
+                latency_ms=round(out.latency_ms, 3),
+                calibration_progress=out.calibration_progress,
+            )
 
 
 class TrackerShell:

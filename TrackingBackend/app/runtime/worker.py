@@ -17,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 SPAWN = multiprocessing.get_context("spawn")
+# Each worker runs one frame at a time on a machine of a few cores: a BLAS/OpenMP pool per process would
+# only compete with the other workers (and spin). Read by numpy's BLAS when it loads; a user's own
+# setting wins.
+SINGLE_THREADED_MATHS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 def new_stop_flag() -> Any:
@@ -61,6 +65,8 @@ class WorkerProcess(SpawnProcess):
 
     def run(self) -> None:
         watch_parent()
+        for name in SINGLE_THREADED_MATHS_ENV:
+            os.environ.setdefault(name, "1")
         from app.runtime.worker_host import host_worker
 
         host_worker(self)
