@@ -48,7 +48,7 @@ IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.06
 SCLERA_SEARCH = 0.8
 # A lid farther from the pupil than this x the iris' half-height (or x the pupil radius before the iris is
 # known) is not measured there: the run went on into shadow.
-MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.6, 6.0
+MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.3, 6.0
 # The iris is at least this much wider than the pupil (a smaller run is not the iris).
 MIN_IRIS_TO_PUPIL = 1.3
 IRIS_SAMPLE_EVERY = 4
@@ -62,6 +62,9 @@ VISIBLE_ASPECT = (0.3, 0.45)
 VISIBLE_HEIGHT_TO_USUAL = (0.35, 0.75)
 # Confidence from which a pupil's shape and size are taken as the user's usual (whatever the lids do).
 USUAL_SAMPLE_CONFIDENCE = 0.75
+# A detector's confidence scale depends on the camera (blur, resolution): with a user whose pupil is
+# usually found at a lower confidence, the ramp moves down to end this far below their usual confidence.
+VISIBLE_CONFIDENCE_BELOW_USUAL = 0.1
 # Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
 SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.4
 # Blink hysteresis on openness (a blink is openness < 0.2); a blink starts only while the pupil is mostly
@@ -347,6 +350,7 @@ class LidEstimator:
         self._pupil_size = _RunningMedian()
         self._iris_radius = _RunningMedian()
         self._pupil_height_ratio = _RunningMedian()
+        self._confidence = _RunningMedian()
         self._seen_count = 0
         self._last_x: float | None = None
         self._last_y: float | None = None
@@ -355,6 +359,8 @@ class LidEstimator:
 
     def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
         height, width = gray.shape
+        if pupil.confidence >= self.confident:
+            self._confidence.add(pupil.confidence)
         if pupil.confidence >= USUAL_SAMPLE_CONFIDENCE:
             self._pupil_height_ratio.add(_height_to_width(pupil))
         visibility = self._visibility(pupil)
@@ -449,8 +455,12 @@ class LidEstimator:
             return 0.0
         long_axis = max(pupil.ellipse_w, pupil.ellipse_h, 1e-3)
         aspect = _aspect(pupil)
+        low, high = VISIBLE_CONFIDENCE
+        if self._confidence.ready and self._confidence.median is not None:
+            shift = max(high - (self._confidence.median - VISIBLE_CONFIDENCE_BELOW_USUAL), 0.0)
+            low, high = low - shift, high - shift
         terms = [
-            (pupil.confidence - VISIBLE_CONFIDENCE[0]) / (VISIBLE_CONFIDENCE[1] - VISIBLE_CONFIDENCE[0]),
+            (pupil.confidence - low) / (high - low),
             (aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0]),
         ]
         usual_height = self._pupil_height_ratio.median if self._pupil_height_ratio.ready else None
