@@ -26,6 +26,7 @@ STALE_AFTER_S = 0.5
 CLOSED_OPENNESS = 0.15
 LEFT = TrackerPosition.LEFT_EYE
 RIGHT = TrackerPosition.RIGHT_EYE
+_new_tuple = tuple.__new__  # NamedTuple construction without its Python-level __new__ (hot path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +61,18 @@ def eye_values(
     gaze_x: float, gaze_y: float, openness: float, dilation: float, widen: float, squeeze: float
 ) -> EyeValues:
     """Clamped `EyeValues`. Runs on every update: an in-range value (the usual case) costs one chained
-    comparison, which NaN fails, so `clamp` sees only the rest."""
-    return EyeValues(
-        gaze_x if -1.0 <= gaze_x <= 1.0 else clamp(gaze_x, -1.0, 1.0),
-        gaze_y if -1.0 <= gaze_y <= 1.0 else clamp(gaze_y, -1.0, 1.0),
-        openness if 0.0 <= openness <= 1.0 else clamp(openness, 0.0, 1.0),
-        dilation if 0.0 <= dilation <= 1.0 else clamp(dilation, 0.0, 1.0),
-        widen if 0.0 <= widen <= 1.0 else clamp(widen, 0.0, 1.0),
-        squeeze if 0.0 <= squeeze <= 1.0 else clamp(squeeze, 0.0, 1.0),
+    comparison, which NaN fails, so `clamp` sees only the rest; `_new_tuple` skips the generated
+    Python-level `__new__`."""
+    return _new_tuple(
+        EyeValues,
+        (
+            gaze_x if -1.0 <= gaze_x <= 1.0 else clamp(gaze_x, -1.0, 1.0),
+            gaze_y if -1.0 <= gaze_y <= 1.0 else clamp(gaze_y, -1.0, 1.0),
+            openness if 0.0 <= openness <= 1.0 else clamp(openness, 0.0, 1.0),
+            dilation if 0.0 <= dilation <= 1.0 else clamp(dilation, 0.0, 1.0),
+            widen if 0.0 <= widen <= 1.0 else clamp(widen, 0.0, 1.0),
+            squeeze if 0.0 <= squeeze <= 1.0 else clamp(squeeze, 0.0, 1.0),
+        ),
     )
 
 
@@ -158,15 +163,15 @@ def build_frame(eyes: list[EyeSample], mirror_eyes: bool, sync_blink: bool) -> E
 def frame_of(left: EyeValues | None, right: EyeValues | None, mirror_eyes: bool, sync_blink: bool) -> EyeFrame | None:
     """The frame from each side's fresh values (None = that eye is stale or absent); None when neither is."""
     if left is None:
-        return None if right is None else EyeFrame(right, right, ONE_EYE[RIGHT])
+        return None if right is None else _new_tuple(EyeFrame, (right, right, ONE_EYE[RIGHT]))
     if right is None:
-        return EyeFrame(left, left, ONE_EYE[LEFT])
+        return _new_tuple(EyeFrame, (left, left, ONE_EYE[LEFT]))
     if mirror_eyes:
-        return EyeFrame(left, left, MIRRORED)
+        return _new_tuple(EyeFrame, (left, left, MIRRORED))
     if sync_blink:
         lower = min(left.openness, right.openness)
         return EyeFrame(left.with_openness(lower), right.with_openness(lower), TWO_EYES_SYNCED)
-    return EyeFrame(left, right, TWO_EYES)
+    return _new_tuple(EyeFrame, (left, right, TWO_EYES))
 
 
 # -- lid encodings ------------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ import struct
 from typing import NamedTuple
 
 from app.config.models import TrackerPosition
-from app.osc.compose import LAYOUT_COUNT, EyeFrame
+from app.osc.compose import CLOSED_OPENNESS, LAYOUT_COUNT, EyeFrame
 from app.osc.messages import osc_header
-from app.osc.modes import MODES, NOT_LID, TargetPlan, lid_closed
+from app.osc.modes import MODES, NOT_LID, TargetPlan
 
 # The update in which a lid closes sends its closed value this many times in all, so one lost
 # datagram cannot swallow a blink (while it stays closed, every later update sends it again anyway).
@@ -76,13 +76,21 @@ class TargetEncoder:
         if not program.plain and not program.lids:
             return []
         packed = program.pack.pack(*self._values(self.plan, frame))
-        out = [header + packed[start:end] for header, start, end in program.plain]
-        for header, start, end, lid in program.lids:
-            data = header + packed[start:end]
-            closed = bool(lid_closed(lid, frame))
-            if closed and not self._was_closed.get(header, False):
-                out += [data] * BLINK_REPEATS
-            else:
-                out.append(data)
-            self._was_closed[header] = closed
+        out = []
+        for header, start, end in program.plain:
+            out.append(header + packed[start:end])
+        if program.lids:
+            left_closed = frame.left.openness <= CLOSED_OPENNESS
+            right_closed = frame.right.openness <= CLOSED_OPENNESS
+            # indexed by lid kind: NOT_LID, LEFT_LID, RIGHT_LID, EITHER_LID
+            closed_by_lid = (False, left_closed, right_closed, left_closed or right_closed)
+            was_closed = self._was_closed
+            for header, start, end, lid in program.lids:
+                data = header + packed[start:end]
+                closed = closed_by_lid[lid]
+                if closed and not was_closed.get(header, False):
+                    out += [data] * BLINK_REPEATS
+                else:
+                    out.append(data)
+                was_closed[header] = closed
         return out

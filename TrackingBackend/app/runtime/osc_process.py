@@ -19,10 +19,10 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
-from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, EyeValues, eye_values, frame_of
+from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, eye_values, frame_of
 from app.osc.modes import resolve_targets
 from app.osc.sender import OscOutputs
-from app.runtime.results import DOUBLE_BYTES, PACKED, ResultBoard, ResultRecord
+from app.runtime.results import BOARD_VALUES, DOUBLE_BYTES, PACKED, ROW_WIDTH, ResultBoard, ResultRecord
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
 
@@ -38,6 +38,7 @@ STATUS_EVERY_S = 0.5  # building the per-target status costs more than a send: n
 # datagrams, one more to the same targets, `/etvr/bench/latency ,siddd` = eye position, frame sequence,
 # capture_ts, sent_ts (monotonic seconds as OSC doubles, so no precision is lost) and the raw pupil x.
 # sent_ts is read just after the update's last send; latency = sent_ts - capture_ts.
+EYES = (LEFT, RIGHT)
 BENCH_LATENCY_ENV = "ETVR_BENCH_LATENCY"
 BENCH_LATENCY_ADDRESS = "/etvr/bench/latency"
 BENCH_LATENCY_ARGS = struct.Struct(">iddd")
@@ -70,12 +71,23 @@ RECORD_FIELDS = (
     "squeeze",
 )
 _FIELD_NAMES = [f.name for f in fields(ResultRecord)]
-RECORD_VALUES = struct.Struct(
-    PACKED.format[0] + "".join("d" if name in RECORD_FIELDS else f"{DOUBLE_BYTES}x" for name in _FIELD_NAMES)
-)
 if [name for name in _FIELD_NAMES if name in RECORD_FIELDS] != list(RECORD_FIELDS):
     raise RuntimeError("RECORD_FIELDS must list ResultRecord's fields in its own order")
+PROCESSED_TS_AT = RECORD_FIELDS.index("processed_ts")
+EYE_VALUES_AT = RECORD_FIELDS.index("gaze_x")  # gaze_x .. squeeze: the arguments of `eye_values`
 RecordValues = tuple[float, ...]
+
+
+def _selected_fields(all_fields: struct.Struct) -> struct.Struct:
+    """`all_fields` (one double per ResultRecord field) reduced to RECORD_FIELDS, the rest skipped."""
+    order = all_fields.format[0]
+    if all_fields.format != f"{order}{len(_FIELD_NAMES)}d":
+        raise RuntimeError(f"unexpected result layout {all_fields.format!r}")
+    return struct.Struct(order + "".join("d" if n in RECORD_FIELDS else f"{DOUBLE_BYTES}x" for n in _FIELD_NAMES))
+
+
+RECORD_VALUES = _selected_fields(PACKED)  # from the pipe
+BOARD_RECORD_VALUES = _selected_fields(BOARD_VALUES)  # from a board row
 # multiprocessing.Connection frames each message with a 4-byte big-endian length.
 FRAME_HEADER = struct.Struct("!i")
 FRAME_BYTES = FRAME_HEADER.size + PACKED.size
@@ -136,6 +148,28 @@ class ResultReader:
         return records
 
 
+class BoardEyeReader:
+    """Another eye's latest values from its row of the result board: RECORD_FIELDS only (a full
+    `ResultBoard.read` builds a 21-field record per update), under the board's sequence lock (the row's
+    first double is odd while it is written and 0 before the first post; see app.runtime.results)."""
+
+    def __init__(self, board: ResultBoard, slot: int) -> None:
+        self._bytes = memoryview(board.shared).cast("B")
+        self._doubles = self._bytes.cast("d")
+        self._lock_at = slot * ROW_WIDTH
+        self._values_at = (self._lock_at + 1) * DOUBLE_BYTES
+
+    def read(self) -> RecordValues | None:
+        """The row's latest values, or None if it never posted (or kept changing while read)."""
+        doubles, lock_at = self._doubles, self._lock_at
+        for _ in range(8):
+            before = doubles[lock_at]
+            values = BOARD_RECORD_VALUES.unpack_from(self._bytes, self._values_at)
+            if before == doubles[lock_at] and int(before) % 2 == 0:
+                return None if before == 0 else values
+        return None
+
+
 class OscSettings:
     """The OSC section, swapped atomically by the config watcher thread."""
 
@@ -166,7 +200,10 @@ def run_osc_loop(
     applied: OscConfig | None = None
     next_status_s = 0.0
     reader = ResultReader(results_rx)
-    eye_slots = [(position, slot) for position, slot in other_slots.items() if position in (LEFT, RIGHT)]
+    own_is_left = own_position is LEFT
+    other_eyes = [
+        (position is LEFT, BoardEyeReader(board, slot)) for position, slot in other_slots.items() if position in EYES
+    ]
     while not should_stop():
         records = reader.wait(READ_TIMEOUT_S)
         now = time.monotonic()
@@ -179,25 +216,27 @@ def run_osc_loop(
                 outputs.configure(resolve_targets(config))
             if not outputs.plans:
                 continue
-            _, _, processed_ts, _, gaze_x, gaze_y, openness, dilation, widen, squeeze = record
-            own = None
-            if now - processed_ts <= STALE_AFTER_S:
-                own = eye_values(gaze_x, gaze_y, openness, dilation, widen, squeeze)
-            left = own if own_position is LEFT else None
-            right = own if own_position is RIGHT else None
-            for position, slot in eye_slots:
-                other = board.read(slot)
-                if other is not None and now - other.processed_ts <= STALE_AFTER_S:
-                    if position is LEFT:
-                        left = EyeValues.from_record(other)
+            # Flat on purpose: this runs 90 times a second per eye with cold caches (see app.osc.output).
+            left = right = None
+            if now - record[PROCESSED_TS_AT] <= STALE_AFTER_S and own_position in EYES:
+                own = eye_values(*record[EYE_VALUES_AT:])
+                if own_is_left:
+                    left = own
+                else:
+                    right = own
+            for is_left, eye in other_eyes:
+                other = eye.read()
+                if other is not None and now - other[PROCESSED_TS_AT] <= STALE_AFTER_S:
+                    if is_left:
+                        left = eye_values(*other[EYE_VALUES_AT:])
                     else:
-                        right = EyeValues.from_record(other)
+                        right = eye_values(*other[EYE_VALUES_AT:])
             frame = frame_of(left, right, config.mirror_eyes, config.sync_blink)
             if frame is None:
                 continue
             sent = outputs.send(frame, own_position)
             if bench_prefix is not None and sent:
-                sequence, capture_ts, _, pupil_x = record[:4]
+                sequence, capture_ts, _, pupil_x = record[:EYE_VALUES_AT]
                 args = (int(sequence), capture_ts, time.monotonic(), pupil_x)
                 outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
             updates += 1
