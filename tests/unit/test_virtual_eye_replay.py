@@ -8,6 +8,7 @@ from app.camera.base import CapturedFrame
 from app.camera.virtual_eye import (
     PRESETS,
     REPLAY_LOOP_S,
+    REPLAY_MAX_FPS,
     REPLAYED_PRESETS,
     EyeGroundTruth,
     GazeScript,
@@ -68,11 +69,18 @@ def test_replay_wraps_after_one_loop_with_the_same_frame_and_truth() -> None:
     assert not np.array_equal(_read(source)[0], again_gray)
 
 
-def test_an_unthrottled_reader_gets_a_new_frame_every_read() -> None:
-    clock = ScriptClock()  # time stands still: a reader far faster than the loop's frame step
+def test_an_unthrottled_reader_sees_the_eye_move_at_its_scripted_speed() -> None:
+    """Faster than the loop's frame step, reads repeat a frame until script time reaches the next one."""
+    clock = ScriptClock()
     source = _open_unpaced("unthrottled", clock)
-    truths = [_read(source)[1] for _ in range(5)]
-    assert len({(t.pupil_x, t.pupil_y, t.state) for t in truths}) == 5
+    step_s = 1.0 / REPLAY_MAX_FPS
+    clock.now_s = 5 * step_s
+    first = _read(source)[1]
+    clock.now_s = 5.4 * step_s
+    assert _read(source)[1] == first
+    clock.now_s = 6 * step_s
+    assert _read(source)[1] != first
+    assert _read(source)[1].state == GazeScript(0).state_at(6 * step_s)
 
 
 def test_only_the_pipeline_benchmark_presets_replay() -> None:

@@ -914,7 +914,6 @@ def virtual_preset(name: str) -> VirtualEyePreset:
 class _Pacing:
     opened_at: float = 0.0
     next_due: float = 0.0
-    replay_index: int = -1  # the replayed loop's frame last delivered (a count; wraps through the loop)
 
 
 # The pipeline benchmark's presets replay one pre-rendered loop of their script instead of rendering each
@@ -1023,10 +1022,9 @@ class VirtualEyeSource:
             pacing.next_due = (start if behind else pacing.next_due) + self._period_s
         script_time_s = start - pacing.opened_at
         if self._replay is not None:
-            # The loop frame of this script time; an unthrottled reader (faster than the loop's step) gets
-            # the next frame each time, as from a camera, never the same one twice.
-            pacing.replay_index = max(pacing.replay_index + 1, round(script_time_s * self._replay.fps))
-            gray, truth = self._replay.frame(pacing.replay_index)
+            # The loop's frame nearest this script time: the eye moves at its scripted speed at any frame
+            # rate (an unthrottled reader sees each frame a few times, as a fast camera sees a still eye).
+            gray, truth = self._replay.frame(round(script_time_s * self._replay.fps))
         else:
             gray, truth = render_eye(self._script.state_at(script_time_s), self.preset, self._rng)
         self.counters.received += 1
