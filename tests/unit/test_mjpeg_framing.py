@@ -144,3 +144,61 @@ def test_valid_parts_at_any_chunking_are_all_recovered(
         start = cut
     assert out == jpegs
     assert parser.counters.corrupt == 0
+
+
+# -- newest_only: a backlog costs at most two parsed parts ------------------------------------------------------
+
+
+def test_newest_only_jumps_over_a_backlog_without_parsing_it() -> None:
+    broken = JPEG_SOI + bytes(100)  # not a JPEG end: parsed, it would count as corrupt
+    stream = b"".join(_part(JPEGS[i % 3]) for i in range(40)) + _part(broken) + _part(JPEGS[0]) + _part(JPEGS[1])
+    parser = MultipartJpegParser(BOUNDARY)
+    parts = parser.feed(stream, newest_only=True)
+    assert [p.jpeg for p in parts] == [JPEGS[0], JPEGS[1]]
+    assert parser.counters.stale == 41 and parser.counters.corrupt == 0, "the stale broken part was not parsed"
+    assert parser.counters.parts + parser.counters.stale == 43
+
+
+def test_newest_only_keeps_a_part_that_is_still_arriving() -> None:
+    stream = b"".join(_part(JPEGS[i % 3]) for i in range(10))
+    tail = _part(JPEGS[2])
+    parser = MultipartJpegParser(BOUNDARY)
+    parts = parser.feed(stream + tail[:-50], newest_only=True)
+    assert [p.jpeg for p in parts] == [JPEGS[0]]  # the 10th part; the 11th is incomplete
+    assert [p.jpeg for p in parser.feed(tail[-50:], newest_only=True)] == [JPEGS[2]]
+    assert parser.counters.stale == 9 and parser.counters.parts == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=30),
+    st.booleans(),
+    st.booleans(),
+    st.lists(st.integers(min_value=0, max_value=20_000), max_size=12),
+)
+def test_newest_only_at_any_chunking_ends_on_the_last_part_and_accounts_for_every_part(
+    count: int, with_length: bool, chunked: bool, cuts: list[int]
+) -> None:
+    jpegs = [JPEGS[i % 3][:-2] + bytes([i]) + JPEG_EOI for i in range(count)]  # each part unique
+    pieces = [_part(j, length=-1 if with_length else None) for j in jpegs] + [b"\r\n--" + BOUNDARY + b"--\r\n"]
+    stream = _chunked(pieces) if chunked else b"".join(pieces)
+    decoder = ChunkedDecoder()
+    parser = MultipartJpegParser(BOUNDARY)
+    out: list[bytes] = []
+    start = 0
+    for cut in [*sorted({c for c in cuts if c <= len(stream)}), len(stream)]:
+        data = stream[start:cut]
+        out += [p.jpeg for p in parser.feed(decoder.feed(data) if chunked else data, newest_only=True)]
+        start = cut
+    assert out and out[-1] == jpegs[-1], "the newest part is always delivered"
+    assert out == sorted(out, key=jpegs.index), "parts come out in stream order"
+    assert len(out) + parser.counters.stale == count and parser.counters.corrupt == 0
+
+
+def test_chunked_decoder_output_is_the_same_at_any_cut() -> None:
+    body = b"".join(_part(j) for j in JPEGS)
+    stream = _chunked([body[i : i + 700] for i in range(0, len(body), 700)]) + b"0\r\n\r\n"
+    for step in (1, 3, 36, 4096, len(stream)):
+        decoder = ChunkedDecoder()
+        assert b"".join(decoder.feed(stream[i : i + step]) for i in range(0, len(stream), step)) == body
+        assert decoder.finished

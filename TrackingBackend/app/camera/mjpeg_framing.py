@@ -73,32 +73,35 @@ def parse_response_head(head: bytes) -> ResponseHead:
 
 
 class ChunkedDecoder:
-    """Undo `Transfer-Encoding: chunked`, incrementally."""
+    """Undo `Transfer-Encoding: chunked`, incrementally.
+
+    Chunk data is handed on as it arrives (joined once per feed); only a partial size line or CRLF is kept
+    between feeds, so a large feed costs one copy plus a few steps per chunk.
+    """
 
     def __init__(self) -> None:
         self.finished = False
-        self._buffer = bytearray()
+        self._buffer = b""  # a partial chunk-size line or CRLF left from the previous feed
         self._remaining = 0  # data bytes left in the current chunk
         self._expect_crlf = False  # the CRLF after a chunk's data is pending
 
     def feed(self, data: bytes) -> bytes:
-        self._buffer += data
-        out = bytearray()
-        buf = self._buffer
+        buf = self._buffer + data if self._buffer else data
+        view = memoryview(buf)
+        size = len(buf)
+        out: list[memoryview] = []
         pos = 0
-        while not self.finished:
+        while not self.finished and pos < size:
             if self._remaining:
-                take = min(self._remaining, len(buf) - pos)
-                if take == 0:
-                    break
-                out += buf[pos : pos + take]
+                take = min(self._remaining, size - pos)
+                out.append(view[pos : pos + take])
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:
                     self._expect_crlf = True
                 continue
             if self._expect_crlf:
-                if len(buf) - pos < 2:
+                if size - pos < 2:
                     break
                 if buf[pos : pos + 2] != b"\r\n":
                     raise StreamFormatError("chunked stream: missing CRLF after chunk data")
@@ -107,22 +110,24 @@ class ChunkedDecoder:
                 continue
             line_end = buf.find(b"\r\n", pos)
             if line_end < 0:
-                if len(buf) - pos > _MAX_CHUNK_SIZE_LINE_BYTES:
+                if size - pos > _MAX_CHUNK_SIZE_LINE_BYTES:
                     raise StreamFormatError("chunked stream: chunk size line too long")
                 break
-            size_field = bytes(buf[pos:line_end]).split(b";", 1)[0].strip()
+            size_field = buf[pos:line_end].split(b";", 1)[0].strip()
             try:
-                size = int(size_field, 16)
+                chunk_size = int(size_field, 16)
             except ValueError as exc:
                 raise StreamFormatError(f"chunked stream: bad chunk size {size_field[:20]!r}") from exc
-            if size < 0:
+            if chunk_size < 0:
                 raise StreamFormatError("chunked stream: negative chunk size")
             pos = line_end + 2
-            if size == 0:
+            if chunk_size == 0:
                 self.finished = True
-            self._remaining = size
-        del buf[:pos]
-        return bytes(out)
+            self._remaining = chunk_size
+        self._buffer = bytes(buf[pos:]) if pos < size else b""
+        decoded = b"".join(out)
+        view.release()
+        return decoded
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,7 @@ class MultipartCounters:
     parts: int = 0  # JPEG parts handed out
     corrupt: int = 0  # parts dropped: wrong Content-Length, not a JPEG, too large, bad headers
     bytes_skipped: int = 0  # bytes outside handed-out parts that were not boundaries or headers
+    stale: int = 0  # whole parts jumped over unparsed (newest_only) because a later complete part followed
 
 
 class MultipartJpegParser:
@@ -155,10 +161,15 @@ class MultipartJpegParser:
         self._device_ts_s: float | None = None
         self._scanned_until = 0  # how far the pending body was searched for a delimiter
 
-    def feed(self, data: bytes) -> list[MjpegPart]:
+    def feed(self, data: bytes, *, newest_only: bool = False) -> list[MjpegPart]:
+        """The parts completed by `data`. With `newest_only`, parts followed by a later complete part
+        are jumped over without being parsed (counted in `counters.stale`): a reader that only wants
+        the freshest frame then pays for at most two parts per feed, whatever the backlog."""
         self._buffer += data
         parts: list[MjpegPart] = []
         while True:
+            if newest_only and self._body_start < 0:
+                self._jump_to_last_parts()
             progressed, part = self._step()
             if part is not None:
                 parts.append(part)
@@ -174,6 +185,22 @@ class MultipartJpegParser:
         if self._body_start >= 0:
             self._body_start -= count
         self._scanned_until = max(0, self._scanned_until - count)
+
+    def _jump_to_last_parts(self) -> None:
+        """Between parts: move to the second-to-last delimiter. The part starting there is complete (the
+        last delimiter follows it), so every part before it is stale; the last one may still be arriving."""
+        delimiter = self._delimiter
+        if delimiter is None:
+            return
+        buf = self._buffer
+        last = buf.rfind(delimiter, self._pos)
+        if last <= self._pos:
+            return
+        previous = buf.rfind(delimiter, self._pos, last)
+        if previous <= self._pos:
+            return
+        self.counters.stale += buf.count(delimiter, self._pos, previous)
+        self._pos = previous
 
     def _skip_to(self, new_pos: int) -> None:
         self.counters.bytes_skipped += max(0, new_pos - self._pos)

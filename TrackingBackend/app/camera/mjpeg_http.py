@@ -38,9 +38,15 @@ from app.camera.mjpeg_framing import (
 logger = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024
-# One read drains at most this much from the socket before handing out a frame, so a fast sender cannot
-# keep `read` busy forever.
-MAX_DRAIN_BYTES = 4 * 1024 * 1024
+# The kernel's receive buffer for the stream (0 = the OS default, which on Linux grows to megabytes). A
+# small one keeps a flooding sender's backlog small (TCP makes it wait) while holding ~1/8 s of a real
+# camera's 60-90 fps of 5-15 kB JPEGs.
+DEFAULT_RECV_BUFFER_BYTES = 128 * 1024
+DRAIN_RECV_BYTES = 256 * 1024  # fewer system calls while a backlog is drained
+# One read drains at most twice the kernel's receive buffer (and at least this) before handing out a
+# frame: what is left after that arrived while we were reading, and a sender faster than we can copy
+# cannot keep `read` busy forever. Draining more only buys freshness from a sender we cannot keep up with.
+MIN_DRAIN_BYTES = 256 * 1024
 MDNS_CACHE_TTL_S = 600.0
 # Real cameras send 60-90 fps. Above this rate `read` waits and lets TCP flow control slow the sender, so a
 # flooding stream cannot make the camera process spin.
@@ -145,6 +151,7 @@ class MjpegHttpSource:
         no_frame_timeout_s: float = 5.0,
         max_fps: float = DEFAULT_MAX_FPS,
         max_part_bytes: int = DEFAULT_MAX_PART_BYTES,
+        recv_buffer_bytes: int = DEFAULT_RECV_BUFFER_BYTES,
         mdns_interfaces: list[str] | None = None,
     ) -> None:
         parts = urlsplit(url)
@@ -160,6 +167,8 @@ class MjpegHttpSource:
         self.max_fps = max_fps
         self._last_delivery_ts = 0.0
         self.max_part_bytes = max_part_bytes
+        self.recv_buffer_bytes = recv_buffer_bytes
+        self._max_drain_bytes = MIN_DRAIN_BYTES
         self.mdns_interfaces = mdns_interfaces
         self.counters = SourceCounters()
         self.dropped_stale = 0  # complete frames skipped because a newer one was already there
@@ -168,6 +177,7 @@ class MjpegHttpSource:
         self._chunked: ChunkedDecoder | None = None
         self._parser: MultipartJpegParser | None = None
         self._parser_corrupt_seen = 0
+        self._parser_stale_seen = 0
         self._last_rx_ts = 0.0
         self._last_frame_ts = 0.0
         self._pending_error: SourceError | None = None
@@ -179,7 +189,7 @@ class MjpegHttpSource:
             self.host, self.port, timeout_s=self.connect_timeout_s, mdns_interfaces=self.mdns_interfaces
         )
         try:
-            sock = socket.create_connection((address, self.port), timeout=self.connect_timeout_s)
+            sock = self._connect(address)
         except OSError as exc:
             forget_resolved_host(self.host)
             raise SourceError(f"cannot connect to camera at {self.url} ({address}): {exc}") from exc
@@ -199,6 +209,7 @@ class MjpegHttpSource:
             sock.close()
             raise
         self._sock = sock
+        self._max_drain_bytes = max(MIN_DRAIN_BYTES, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
         now = time.monotonic()
         self._last_rx_ts = now
         self._last_frame_ts = now
@@ -208,6 +219,20 @@ class MjpegHttpSource:
             except SourceError:
                 self.close()
                 raise
+
+    def _connect(self, address: str) -> socket.socket:
+        family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if self.recv_buffer_bytes > 0:
+                # Before connect, so the advertised window is small from the start.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.recv_buffer_bytes)
+            sock.settimeout(self.connect_timeout_s)
+            sock.connect((address, self.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
 
     def _read_response_head(self, sock: socket.socket) -> bytes:
         """Read and check the HTTP head; returns the body bytes that came with it."""
@@ -239,6 +264,7 @@ class MjpegHttpSource:
         self._chunked = ChunkedDecoder() if head.is_chunked else None
         self._parser = MultipartJpegParser(head.boundary, self.max_part_bytes)
         self._parser_corrupt_seen = 0
+        self._parser_stale_seen = 0
         return buffer[head_end:]
 
     def _feed(self, data: bytes) -> list[MjpegPart]:
@@ -248,11 +274,15 @@ class MjpegHttpSource:
                 data = self._chunked.feed(data)
             except StreamFormatError as exc:
                 raise SourceError(f"camera at {self.url}: {exc}") from exc
-        parts = self._parser.feed(data)
-        new_corrupt = self._parser.counters.corrupt - self._parser_corrupt_seen
-        self._parser_corrupt_seen = self._parser.counters.corrupt
-        self.counters.received += len(parts) + new_corrupt
+        parser = self._parser
+        parts = parser.feed(data, newest_only=True)
+        new_corrupt = parser.counters.corrupt - self._parser_corrupt_seen
+        new_stale = parser.counters.stale - self._parser_stale_seen
+        self._parser_corrupt_seen = parser.counters.corrupt
+        self._parser_stale_seen = parser.counters.stale
+        self.counters.received += len(parts) + new_corrupt + new_stale
         self.counters.corrupt += new_corrupt
+        self.dropped_stale += new_stale
         if self._chunked is not None and self._chunked.finished:
             raise SourceError(f"camera at {self.url} ended the stream")
         return parts
@@ -292,7 +322,8 @@ class MjpegHttpSource:
                 except SourceError as exc:
                     self._pending_error = exc
                 else:
-                    self._drain(sock, data, early)
+                    if data is not None:
+                        self._drain(sock, data, early)
             frame = self._decode_newest(early)
             if frame is not None:
                 return frame
@@ -315,28 +346,53 @@ class MjpegHttpSource:
                 return None
 
     def _drain(
-        self, sock: socket.socket, first: bytes | None, arrived: list[tuple[MjpegPart, float]] | None = None
+        self, sock: socket.socket, first: bytes, arrived: list[tuple[MjpegPart, float]] | None = None
     ) -> list[tuple[MjpegPart, float]]:
-        """Parse `first` and whatever else the socket already holds into `arrived`, stamped at arrival."""
+        """Parse `first` and whatever else the socket already holds into `arrived`, stamped when the drain ends.
+
+        Non-blocking reads until the socket is empty (one system call each, no select), then one parse of
+        it all, in which the parser jumps over parts that a later complete part makes stale: a backlog
+        costs little more than its copy, and at most two parts are parsed per read.
+        """
         arrived = [] if arrived is None else arrived
-        data = first
-        drained = 0
-        while data is not None:
-            rx_ts = time.monotonic()
-            self._last_rx_ts = rx_ts
-            drained += len(data)
+        chunks = [first]
+        drained = len(first)
+        broken: SourceError | None = None
+        sock.settimeout(0.0)
+        while drained < self._max_drain_bytes:
             try:
-                arrived += [(part, rx_ts) for part in self._feed(data)]
-                if drained >= MAX_DRAIN_BYTES or not select.select([sock], [], [], 0)[0]:
-                    break
-                data = self._recv(sock, 0.0)
+                data = self._recv_now(sock)
             except SourceError as exc:
-                if not arrived:
-                    raise
-                # Hand out what arrived before the stream broke; the next read reports the break.
-                self._pending_error = exc
+                broken = exc
                 break
+            if data is None:
+                break
+            chunks.append(data)
+            drained += len(data)
+        rx_ts = time.monotonic()
+        self._last_rx_ts = rx_ts
+        try:
+            arrived += [(part, rx_ts) for part in self._feed(first if len(chunks) == 1 else b"".join(chunks))]
+        except SourceError as exc:
+            broken = exc
+        if broken is not None:
+            if not arrived:
+                raise broken
+            # Hand out what arrived before the stream broke; the next read reports the break.
+            self._pending_error = broken
         return arrived
+
+    def _recv_now(self, sock: socket.socket) -> bytes | None:
+        """What a non-blocking socket holds now (None when empty); SourceError when the peer is gone."""
+        try:
+            data = sock.recv(DRAIN_RECV_BYTES)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise SourceError(f"camera at {self.url} connection lost: {exc}") from exc
+        if not data:
+            raise SourceError(f"camera at {self.url} closed the stream")
+        return data
 
     def _decode_newest(self, arrived: list[tuple[MjpegPart, float]]) -> CapturedFrame | None:
         for index in range(len(arrived) - 1, -1, -1):
