@@ -7,7 +7,7 @@ import numpy as np
 
 from app.camera.base import GrayImage
 from app.config.models import BlobConfig
-from app.tracking.pupil.refine import fit_ellipse, outline_confidence
+from app.tracking.pupil.ellipse import fit_ellipse, outline_confidence
 from app.tracking.results import PupilResult
 
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from app.tracking.pupil.refine import Ellipse, as_u8, ellipse_distance_px, fit_ellipse, outline_confidence
+from app.tracking.pupil.ellipse import Ellipse, as_u8, ellipse_distance_px, fit_ellipse, outline_confidence
 from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]

@@ -16,9 +16,10 @@ import numpy.typing as npt
 
 from app.config.models import AlgorithmConfig, AlgorithmName
 from app.tracking.pupil.blob import detect_pupil_blob
+from app.tracking.pupil.ellipse import as_u8, outline_confidence
 from app.tracking.pupil.haar import HaarHit, haar_candidates, radii_for
 from app.tracking.pupil.ransac import ransac_pupil
-from app.tracking.pupil.refine import as_u8, outline_confidence, refine_pupil
+from app.tracking.pupil.refine import refine_pupil
 from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]

@@ -1,0 +1,66 @@
+"""Ellipse helpers shared by the pupil detectors: fitting, point distance, outline contrast."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+GrayU8 = npt.NDArray[np.uint8]
+Ellipse = tuple[tuple[float, float], tuple[float, float], float]
+
+# Outline-contrast votes (PuRe): a point on the ellipse votes when its outside is this much brighter.
+OUTLINE_BIAS_GREY = 5.0
+OUTLINE_SAMPLES = 32
+_ANGLES = np.linspace(0.0, 2.0 * np.pi, OUTLINE_SAMPLES, endpoint=False)
+_COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
+
+
+def fit_ellipse(points: npt.NDArray[np.generic]) -> Ellipse:
+    """`cv2.fitEllipse` with plain float results: ((cx, cy), (w, h), angle_deg)."""
+    (cx, cy), (w, h), angle = cv2.fitEllipse(np.asarray(points, np.float32).reshape(-1, 1, 2))
+    return (float(cx), float(cy)), (float(w), float(h)), float(angle)
+
+
+def as_u8(image: npt.NDArray[np.generic]) -> GrayU8:
+    result: GrayU8 = np.asarray(image, np.uint8)
+    return result
+
+
+def ellipse_distance_px(points: npt.NDArray[np.float64], ellipse: Ellipse) -> npt.NDArray[np.float64]:
+    """Approximate geometric distance of points to an ellipse (radial, scaled by the mean semi-axis)."""
+    (cx, cy), (w, h), angle_deg = ellipse
+    a, b = max(w / 2.0, 1e-3), max(h / 2.0, 1e-3)
+    cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    dx, dy = points[:, 0] - cx, points[:, 1] - cy
+    u = (dx * cos_a + dy * sin_a) / a
+    v = (-dx * sin_a + dy * cos_a) / b
+    distance: npt.NDArray[np.float64] = np.abs(np.hypot(u, v) - 1.0) * 0.5 * (a + b)
+    return distance
+
+
+def median(values: npt.NDArray[np.generic]) -> float:
+    """The (upper) median, without np.median's overhead (it matters at a few hundred calls per frame)."""
+    flat = values.ravel()
+    middle = flat.size // 2
+    return float(np.partition(flat, middle)[middle])
+
+
+def outline_confidence(gray: GrayU8, ellipse: Ellipse) -> float:
+    """Fraction of outline points whose outside is brighter than the inside (PuRe's outline contrast)."""
+    (cx, cy), (w, h), angle_deg = ellipse
+    a, b = w / 2.0, h / 2.0
+    if a < 1.0 or b < 1.0:
+        return 0.0
+    height, width = gray.shape
+    cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    offset_px = max(1.5, 0.15 * min(a, b))
+    scales = (
+        np.array([[max(a - offset_px, 0.5)], [a + offset_px]]),
+        np.array([[max(b - offset_px, 0.5)], [b + offset_px]]),
+    )
+    ux, uy = scales[0] * _COS, scales[1] * _SIN
+    xi = np.clip((cx + ux * cos_a - uy * sin_a + 0.5).astype(np.int64), 0, width - 1)
+    yi = np.clip((cy + ux * sin_a + uy * cos_a + 0.5).astype(np.int64), 0, height - 1)
+    values = gray[yi, xi].astype(np.int16)
+    return float(np.mean(values[1] - values[0] > OUTLINE_BIAS_GREY))
