@@ -199,6 +199,39 @@ def measure_manager_queue(shape: tuple[int, ...], fps: float, seconds: float) ->
     return Measured(len(latencies), offered, elapsed, latencies, cpu)
 
 
+def _bare_pipe_writer(tx: Connection, fps: float, stop: Any, send_cpu: Any) -> None:
+    record = bytes(32)
+    for _ in _paced(fps, stop):
+        cpu_before = time.thread_time()
+        tx.send_bytes(record)
+        send_cpu.value += time.thread_time() - cpu_before
+
+
+def measure_wakeup_floor(fps: float, seconds: float) -> float:
+    """CPU µs per frame of a bare 32-byte pipe message at `fps` (the sender's send + the receiver's
+    wake-up): the part of a camera-rate cost that any transport which blocks between frames pays."""
+    rx, tx = SPAWN.Pipe(duplex=False)
+    stop = SPAWN.RawValue(ctypes.c_bool, False)
+    send_cpu = SPAWN.RawValue(ctypes.c_double, 0.0)
+    writer = SPAWN.Process(target=_bare_pipe_writer, args=(tx, fps, stop, send_cpu), daemon=True)
+    writer.start()
+    try:
+        if rx.poll(10.0):
+            rx.recv_bytes()
+        received = 0
+        cpu_before = _cpu_s([os.getpid()]) + send_cpu.value
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            if rx.poll(1.0):
+                rx.recv_bytes()
+                received += 1
+        cpu = _cpu_s([os.getpid()]) + send_cpu.value - cpu_before
+    finally:
+        stop.value = True
+        writer.join(5)
+    return cpu / received * 1e6 if received else float("nan")
+
+
 def _ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.1f}x" if denominator > 0 else "inf"
 
@@ -246,6 +279,9 @@ def main(argv: list[str]) -> int:
             rows += _rows(label, *results[label])
         print_table(headers, rows)
         _print_ratios(results)
+        if rate != UNPACED:
+            floor_us = measure_wakeup_floor(rate, seconds)
+            print(f"  floor: a bare 32-byte pipe message at this rate costs {floor_us:.1f} µs/frame (send + wake-up)")
         cases[case] = results
     ring_flood, queue_flood = cases["throughput"][GATE_SHAPE]
     ring_paced, _ = cases["camera rate"][GATE_SHAPE]

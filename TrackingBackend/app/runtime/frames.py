@@ -247,20 +247,18 @@ class FrameReader:
         The returned image is a view into this reader's own buffer, valid until the next call.
         """
         deadline: float | None = None
-        wait_s = timeout_s
         while True:
-            if not self._wait_readable(wait_s):
-                return None
+            # Read before waiting: under a flood the pipe is never empty and one system call does.
             raw = self._take_newest_raw()
             if raw is not None:
                 got = self._copy(FrameRecord(*RECORD.unpack(raw)))
                 if got is not None:
                     return got
-            # Torn or nothing usable: the next newer record, within what is left of the timeout.
+            # Nothing yet, or torn: the next newer record, within what is left of the timeout.
+            now = time.monotonic()
             if deadline is None:
-                deadline = time.monotonic() + timeout_s
-            wait_s = deadline - time.monotonic()
-            if wait_s <= 0:
+                deadline = now + timeout_s
+            if now >= deadline or not self._wait_readable(deadline - now):
                 return None
 
     def _wait_readable(self, timeout_s: float) -> bool:
@@ -306,6 +304,8 @@ class FrameReader:
 
     def _take_newest_raw_connection(self) -> bytes | None:
         # A message-mode pipe hands out one record per call; bounded so a fast writer cannot pin the reader.
+        if not self._conn.poll(0):
+            return None
         raw = self._conn.recv_bytes()
         for _ in range(MAX_RECORDS_DRAINED):
             if not self._conn.poll(0):
