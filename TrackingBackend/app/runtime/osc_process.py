@@ -144,7 +144,10 @@ class ResultReader:
     def _wait_connection(self, timeout_s: float) -> list[RecordValues]:
         records: list[RecordValues] = []
         while self._connection.poll(0.0 if records else timeout_s):
-            records.append(RECORD_VALUES.unpack(self._connection.recv_bytes()))
+            message = self._connection.recv_bytes()
+            if len(message) != PACKED.size:
+                raise ValueError(f"unexpected message of {len(message)} bytes on the result pipe")
+            records.append(RECORD_VALUES.unpack(message))
         return records
 
 
