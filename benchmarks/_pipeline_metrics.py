@@ -4,6 +4,7 @@ CPU and memory of the service's process tree, and the latency histograms as one 
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -149,8 +150,25 @@ def step_responses(records: Sequence[BenchRecord], opened_at: float | None, half
 # -- CPU and memory ------------------------------------------------------------------------------------------
 
 
+def run_queue_wait_s(pid: int) -> float | None:
+    """Seconds the process's threads have spent runnable but waiting for a CPU (Linux schedstat; None
+    elsewhere). On a busy machine this, not the pipeline's own work, makes the latency tail."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    waited_ns = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as schedstat:
+                waited_ns += int(schedstat.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return waited_ns / 1e9
+
+
 class ProcessTreeSampler:
-    """CPU time and memory of labelled processes between `start()` and `stop()`."""
+    """CPU time, run-queue wait and memory of labelled processes between `start()` and `stop()`."""
 
     def __init__(self, labelled_pids: dict[int, str]) -> None:
         self._processes: dict[int, tuple[str, psutil.Process]] = {}
@@ -160,6 +178,7 @@ class ProcessTreeSampler:
             except psutil.NoSuchProcess:
                 continue
         self._cpu_start: dict[int, float] = {}
+        self._wait_start: dict[int, float | None] = {}
         self._wall_start = 0.0
 
     def start(self, now: float) -> None:
@@ -171,9 +190,11 @@ class ProcessTreeSampler:
                 del self._processes[pid]
                 continue
             self._cpu_start[pid] = times.user + times.system
+            self._wait_start[pid] = run_queue_wait_s(pid)
 
     def stop(self, now: float, with_pss: bool = True) -> dict[str, Any]:
-        """Per label: CPU % of one core over the window, RSS (and PSS) MB; plus totals."""
+        """Per label: CPU % of one core over the window, run-queue wait in % of the window (Linux), RSS (and
+        PSS) MB; plus totals."""
         wall_s = max(1e-9, now - self._wall_start)
         per_process: dict[str, dict[str, float]] = {}
         for pid, (label, process) in self._processes.items():
@@ -187,6 +208,9 @@ class ProcessTreeSampler:
             pss = getattr(memory, "pss", None)
             if pss is not None:
                 entry["pss_mb"] = pss / 1e6
+            waited_before, waited_now = self._wait_start.get(pid), run_queue_wait_s(pid)
+            if waited_before is not None and waited_now is not None:
+                entry["runq_wait_pct"] = 100.0 * (waited_now - waited_before) / wall_s
             per_process[label] = entry
         totals = {
             "cpu_pct": sum(p["cpu_pct"] for p in per_process.values()),
@@ -197,11 +221,13 @@ class ProcessTreeSampler:
         return {"processes": per_process, "total": totals, "window_s": wall_s}
 
 
-def cpu_by_kind(processes: dict[str, dict[str, float]]) -> dict[str, float]:
-    """CPU % summed by process kind (the last part of a label such as `A:LEFT_EYE:tracker`)."""
+def cpu_by_kind(processes: dict[str, dict[str, float]], key: str = "cpu_pct") -> dict[str, float]:
+    """CPU % (or another per-process figure) summed by process kind (the last part of a label such as
+    `A:LEFT_EYE:tracker`)."""
     sums: dict[str, float] = defaultdict(float)
     for label, entry in processes.items():
-        sums[label.rsplit(":", 1)[-1]] += entry["cpu_pct"]
+        if key in entry:
+            sums[label.rsplit(":", 1)[-1]] += entry[key]
     return dict(sums)
 
 

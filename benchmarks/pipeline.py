@@ -241,6 +241,8 @@ def summarise_window(window: Window, trackers: int) -> dict[str, Any]:
         "latency_ms": latency,
         "cpu_pct_total": window.usage["total"]["cpu_pct"],
         "cpu_pct_by_kind": cpu_by_kind(window.usage["processes"]),
+        # Time runnable but not running (other load on the cores): what the latency tail is made of.
+        "runq_wait_pct_by_kind": cpu_by_kind(window.usage["processes"], "runq_wait_pct"),
         "rss_mb_total": window.usage["total"]["rss_mb"],
         "pss_mb_total": window.usage["total"].get("pss_mb", math.nan),
         "processes": window.usage["processes"],
@@ -497,6 +499,7 @@ def print_cases(cases: list[dict[str, Any]]) -> None:
                 f"{lat['p99']:.2f}",
                 f"{s['cpu_pct_total']:.0f}",
                 "/".join(f"{kinds.get(k, 0.0):.0f}" for k in ("camera", "tracker", "osc", "main")),
+                "/".join(f"{s.get('runq_wait_pct_by_kind', {}).get(k, 0.0):.0f}" for k in ("camera", "tracker", "osc")),
                 f"{s['rss_mb_total']:.0f}",
                 f"{s['loadavg'][0]:.1f}",
             ]
@@ -514,6 +517,7 @@ def print_cases(cases: list[dict[str, Any]]) -> None:
         "p99 ms",
         "CPU %",
         "cam/trk/osc/main %",
+        "runq wait c/t/o %",
         "RSS MB",
         "load1",
     ]
@@ -563,6 +567,7 @@ def main(argv: list[str]) -> int:
         "notes": [
             "latency = sent_ts - capture_ts: capture time (monotonic) to just after the update's last sendto",
             "CPU % is of one core, summed over the service's processes; RSS double-counts shared pages, PSS not",
+            "runq wait = time runnable but waiting for a core (Linux schedstat), % of the window, summed by kind",
             "4 trackers = two service instances with 2 trackers each (one enabled tracker per eye position)",
             "virtual-eye cases replay a 4 s loop of the script rendered at start-up (a JPEG decode a frame)",
             "the MJPEG reader delivers at most max_fps (240) frames/s, so 'max' over MJPEG is a flood test",
