@@ -7,6 +7,7 @@ image and several radii cost a few linear passes; peaks per radius become candid
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -68,5 +69,10 @@ def haar_candidates(
 
 def radii_for(side_px: int, min_frac: float = 0.03, max_frac: float = 0.1, count: int = 5) -> list[int]:
     """Inner half-sizes to try, as fractions of the smaller frame side (pupils in eye crops)."""
+    return list(_radii(side_px, min_frac, max_frac, count))
+
+
+@lru_cache(maxsize=32)
+def _radii(side_px: int, min_frac: float, max_frac: float, count: int) -> tuple[int, ...]:
     radii = np.geomspace(max(side_px * min_frac, 1.5), max(side_px * max_frac, 2.5), count)
-    return sorted({max(round(float(r)), 1) for r in radii})
+    return tuple(sorted({max(round(float(r)), 1) for r in radii}))

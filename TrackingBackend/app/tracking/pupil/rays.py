@@ -35,6 +35,7 @@ OUTLIER_MEDIANS = 2.5
 
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, RAY_COUNT, endpoint=False)
 _RAY_COS, _RAY_SIN = np.cos(_ANGLES)[:, None], np.sin(_ANGLES)[:, None]
+_WINDOW = np.arange(-RAY_GRADIENT_WINDOW - 1, RAY_GRADIENT_WINDOW + 2)[None, :]
 
 
 def fit_rays(
@@ -58,28 +59,30 @@ def fit_rays(
     sample_count = int((RAY_REACH * reach_px + RAY_REACH_MARGIN_PX) / RAY_STEP_PX)
     steps = (np.arange(sample_count, dtype=np.float32) * RAY_STEP_PX)[None, :]
     offsets_x, offsets_y = (_RAY_COS * steps).astype(np.float32), (_RAY_SIN * steps).astype(np.float32)
-    iris_offsets = [round(step / RAY_STEP_PX) for step in RAY_IRIS_STEPS_PX]
+    iris_offsets = np.asarray([round(step / RAY_STEP_PX) for step in RAY_IRIS_STEPS_PX])[None, :]
     gap = round(RAY_GLINT_GAP_PX / RAY_STEP_PX)
+    glint_offsets = np.arange(-gap, gap + 1)[None, :]
     last_sample = sample_count - 1
+    rows = np.arange(RAY_COUNT)[:, None]
+    tolerance = RAY_IRIS_TOLERANCE * contrast
     centre = start
     ellipse: Ellipse | None = None
     for _ in range(RAY_PASSES):
         cx, cy = centre
         map_x, map_y = offsets_x + np.float32(cx), offsets_y + np.float32(cy)
-        profiles = cv2.remap(smooth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        profiles = np.asarray(
+            cv2.remap(smooth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), np.float32
+        )
         above = profiles >= level
         first = np.argmax(above, axis=1)
-        rows = np.arange(RAY_COUNT)
-        valid = above[rows, first] & (first > 0)
+        crossing = first[:, None]
         # Iris check on the crossing: every sample a few pixels on must be iris-grey.
-        ok = valid
-        tolerance = RAY_IRIS_TOLERANCE * contrast
-        for offset in iris_offsets:
-            ok = ok & (np.abs(profiles[rows, np.minimum(first + offset, last_sample)] - iris_level) <= tolerance)
+        outside = profiles[rows, np.minimum(crossing + iris_offsets, last_sample)]
+        ok = (first > 0) & above[rows[:, 0], first] & (np.abs(outside - iris_level) <= tolerance).all(axis=1)
         if has_glints:
             near = cv2.remap(glints, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-            for offset in range(-gap, gap + 1):
-                ok &= near[rows, np.clip(first + offset, 0, last_sample)] == 0
+            around = np.minimum(np.maximum(crossing + glint_offsets, 0), last_sample)
+            ok &= ~near[rows, around].any(axis=1)
         rays = np.nonzero(ok)[0]
         if len(rays) < RAY_MIN_POINTS:
             return ellipse
@@ -94,19 +97,20 @@ def fit_rays(
 
 def _steepest_rise_px(profiles: npt.NDArray[np.float32], crossing: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
     """Distance along each ray of the steepest rise within the window around its crossing, sub-sample."""
-    slope = np.diff(profiles, axis=1)  # slope[j] lies between samples j and j + 1
-    last = slope.shape[1] - 1
-    window = np.clip(crossing[:, None] + np.arange(-RAY_GRADIENT_WINDOW, RAY_GRADIENT_WINDOW)[None, :], 0, last)
-    local = np.take_along_axis(slope, window, axis=1)
-    peak = np.take_along_axis(window, np.argmax(local, axis=1)[:, None], axis=1)[:, 0]
-    rows = np.arange(len(peak))
-    left = slope[rows, np.maximum(peak - 1, 0)]
-    mid = slope[rows, peak]
-    right = slope[rows, np.minimum(peak + 1, last)]
+    last = profiles.shape[1] - 1
+    # Samples crossing - W - 1 .. crossing + W + 1: slopes between neighbours, one more on each side for the
+    # parabola through the peak and its neighbours.
+    index = np.minimum(np.maximum(crossing[:, None] + _WINDOW, 0), last)
+    values = np.take_along_axis(profiles, index, axis=1)
+    slope = values[:, 1:] - values[:, :-1]  # slope[:, j] lies between samples index[:, j] and index[:, j + 1]
+    rows = np.arange(len(crossing))
+    peak = np.argmax(slope[:, 1:-1], axis=1) + 1
+    left, mid, right = slope[rows, peak - 1], slope[rows, peak], slope[rows, peak + 1]
     curvature = left - 2.0 * mid + right
     safe = np.where(curvature < 0, curvature, -1.0)
     shift = np.where(curvature < 0, 0.5 * (left - right) / safe, 0.0)
-    distance: npt.NDArray[np.float64] = (peak + 0.5 + np.clip(shift, -0.5, 0.5)) * RAY_STEP_PX
+    start = index[rows, peak]
+    distance: npt.NDArray[np.float64] = (start + 0.5 + np.minimum(np.maximum(shift, -0.5), 0.5)) * RAY_STEP_PX
     return distance
 
 

@@ -113,7 +113,7 @@ def _grow_region(
             return None
         mask[:] = 0
         cv2.floodFill(roi, mask, (seed_x, seed_y), 0, (255,) * 4, (int(threshold) - seed_value,) * 4, _FLOOD_FLAGS)
-        ring = cv2.dilate(inner, _RING_OUTER) & ~cv2.dilate(inner, _KERNEL_3)
+        ring = as_u8(cv2.dilate(inner, _RING_OUTER)) & ~as_u8(cv2.dilate(inner, _KERNEL_3))
         ring_values = roi[ring > 0]
         if ring_values.size == 0 or cv2.countNonZero(inner) < MIN_REGION_AREA_PX:
             return None
