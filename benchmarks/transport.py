@@ -20,6 +20,7 @@ import ctypes
 import multiprocessing
 import os
 import queue
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -200,16 +201,16 @@ def measure_manager_queue(shape: tuple[int, ...], fps: float, seconds: float) ->
 
 
 def _bare_pipe_writer(tx: Connection, fps: float, stop: Any, send_cpu: Any) -> None:
-    record = bytes(32)
+    padding = bytes(24)
     for _ in _paced(fps, stop):
         cpu_before = time.thread_time()
-        tx.send_bytes(record)
+        tx.send_bytes(struct.pack("<d", time.monotonic()) + padding)
         send_cpu.value += time.thread_time() - cpu_before
 
 
-def measure_wakeup_floor(fps: float, seconds: float) -> float:
-    """CPU µs per frame of a bare 32-byte pipe message at `fps` (the sender's send + the receiver's
-    wake-up): the part of a camera-rate cost that any transport which blocks between frames pays."""
+def measure_wakeup_floor(fps: float, seconds: float) -> tuple[float, float]:
+    """CPU µs per frame and p99 latency (ms) of a bare 32-byte pipe message at `fps` (the sender's send +
+    the receiver's wake-up): what any transport that blocks between frames pays, on this machine now."""
     rx, tx = SPAWN.Pipe(duplex=False)
     stop = SPAWN.RawValue(ctypes.c_bool, False)
     send_cpu = SPAWN.RawValue(ctypes.c_double, 0.0)
@@ -218,18 +219,19 @@ def measure_wakeup_floor(fps: float, seconds: float) -> float:
     try:
         if rx.poll(10.0):
             rx.recv_bytes()
-        received = 0
+        latencies: list[float] = []
         cpu_before = _cpu_s([os.getpid()]) + send_cpu.value
         started = time.monotonic()
         while time.monotonic() - started < seconds:
             if rx.poll(1.0):
-                rx.recv_bytes()
-                received += 1
+                sent_at = struct.unpack_from("<d", rx.recv_bytes())[0]
+                latencies.append(time.monotonic() - sent_at)
         cpu = _cpu_s([os.getpid()]) + send_cpu.value - cpu_before
     finally:
         stop.value = True
         writer.join(5)
-    return cpu / received * 1e6 if received else float("nan")
+    cpu_us = cpu / len(latencies) * 1e6 if latencies else float("nan")
+    return cpu_us, percentiles_ms(latencies)["p99"]
 
 
 def _ratio(numerator: float, denominator: float) -> str:
@@ -280,8 +282,11 @@ def main(argv: list[str]) -> int:
         print_table(headers, rows)
         _print_ratios(results)
         if rate != UNPACED:
-            floor_us = measure_wakeup_floor(rate, seconds)
-            print(f"  floor: a bare 32-byte pipe message at this rate costs {floor_us:.1f} µs/frame (send + wake-up)")
+            floor_us, floor_p99_ms = measure_wakeup_floor(rate, seconds)
+            print(
+                f"  floor: a bare 32-byte pipe message at this rate costs {floor_us:.1f} µs/frame (send + wake-up),"
+                f" p99 latency {floor_p99_ms:.3f} ms"
+            )
         cases[case] = results
     ring_flood, queue_flood = cases["throughput"][GATE_SHAPE]
     ring_paced, _ = cases["camera rate"][GATE_SHAPE]

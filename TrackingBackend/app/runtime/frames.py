@@ -234,7 +234,7 @@ class FrameReader:
         self._poller: select.poll | None = None
         if os.name == "posix":
             self._fd = conn.fileno()
-            # Only this reader reads the pipe: reads must never block once poll said it is readable.
+            # The reader tries a read before it waits, so reads must never block.
             os.set_blocking(self._fd, False)
             self._poller = select.poll()
             self._poller.register(self._fd, select.POLLIN)
