@@ -110,8 +110,9 @@ def _osc_child(config_json: str, rx: Connection, position: str, board_shared: An
     """An OSC process as the service runs it (minus logging and the config watcher)."""
     from app.osc.sender import OscOutputs
     from app.runtime.osc_process import OscSettings, run_osc_loop
-    from app.runtime.worker_host import StatusPublisher
+    from app.runtime.worker_host import StatusPublisher, settle_heap
 
+    settle_heap()  # as host_worker does before a worker's loop
     ready.set()
 
     own = TrackerPosition(position)

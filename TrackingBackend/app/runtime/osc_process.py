@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 READ_TIMEOUT_S = 0.1  # how soon a stop is noticed while no result comes
-STATUS_EVERY_S = 0.5  # building the per-target status costs more than a send: not on every update
+STATUS_EVERY_S = 0.5  # how often the loop asks whether status is due (building it costs more than a send)
 
 # Opt-in diagnostic for `bench pipeline` (env ETVR_BENCH_LATENCY=1, off by default): after each update's
 # datagrams, one more to the same targets, `/etvr/bench/latency ,siddd` = eye position, frame sequence,
@@ -196,7 +196,7 @@ def run_osc_loop(
     `settings` takes effect at the next result).
 
     One wake-up per result: everything per update is kept to the work it needs (see
-    `app.osc.output`); status is built at most every `STATUS_EVERY_S`.
+    `app.osc.output`); status is built only when the publisher will push it.
     """
     updates = 0
     bench_prefix = bench_latency_prefix(own_position)
@@ -244,15 +244,20 @@ def run_osc_loop(
                 outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
             updates += 1
         if now >= next_status_s:
-            _publish(status, updates, outputs)
             next_status_s = now + STATUS_EVERY_S
+            if status.due(now, _state(updates)):
+                _publish(status, updates, outputs)
     _publish(status, updates, outputs)
+
+
+def _state(updates: int) -> str:
+    return "sending" if updates else "waiting_for_results"
 
 
 def _publish(status: StatusPublisher, updates: int, outputs: OscOutputs) -> None:
     sent, errors, last_error = outputs.totals()
     status.set(
-        state="sending" if updates else "waiting_for_results",
+        state=_state(updates),
         updates=updates,
         messages_sent=sent,
         send_errors=errors,
