@@ -1,7 +1,7 @@
 """Profile the running service across all its processes with py-spy.
 
 `python build.py profile [--seconds N] [--rate HZ] [--format speedscope|flamegraph] [--idle] [--blocking]
-[--out DIR]`
+[--gil] [--out DIR]`
 
 Starts the service in demo mode (two virtual-eye trackers, tracking at once) on a free port with its own
 config in a temporary folder and its OSC going to a local UDP sink, waits until both eyes are tracked,
@@ -138,6 +138,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--idle", action="store_true", help="profile with the trackers stopped")
     parser.add_argument("--blocking", action="store_true", help="pause the processes while sampling (exact stacks)")
     parser.add_argument("--native", action="store_true", help="include native (C/C++) frames, e.g. inside OpenCV")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="only samples holding the GIL: waits never count as work (without --blocking py-spy can take a "
+        "waiting thread for a running one), but OpenCV calls that release the GIL are missed too",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results", help="report folder")
     args = parser.parse_args(argv)
 
@@ -181,6 +187,8 @@ def main(argv: list[str]) -> int:
                 command.append("--nonblocking")
             if args.native:
                 command.append("--native")
+            if args.gil:
+                command.append("--gil")
             print("+ " + " ".join(command), flush=True)
             cpu_before, started = _cpu_seconds(list(roles)), time.monotonic()
             finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=args.seconds + 60)
