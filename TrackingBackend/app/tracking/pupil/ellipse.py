@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +29,7 @@ def as_u8(image: npt.NDArray[np.generic]) -> GrayU8:
     return result
 
 
-def ellipse_distance_px(points: npt.NDArray[np.float64], ellipse: Ellipse) -> npt.NDArray[np.float64]:
+def ellipse_distance_px(points: npt.NDArray[np.floating[Any]], ellipse: Ellipse) -> npt.NDArray[np.float64]:
     """Approximate geometric distance of points to an ellipse (radial, scaled by the mean semi-axis)."""
     (cx, cy), (w, h), angle_deg = ellipse
     a, b = max(w / 2.0, 1e-3), max(h / 2.0, 1e-3)
@@ -35,7 +37,7 @@ def ellipse_distance_px(points: npt.NDArray[np.float64], ellipse: Ellipse) -> np
     dx, dy = points[:, 0] - cx, points[:, 1] - cy
     u = (dx * cos_a + dy * sin_a) / a
     v = (-dx * sin_a + dy * cos_a) / b
-    distance: npt.NDArray[np.float64] = np.abs(np.hypot(u, v) - 1.0) * 0.5 * (a + b)
+    distance: npt.NDArray[np.float64] = np.asarray(np.abs(np.hypot(u, v) - 1.0) * 0.5 * (a + b), np.float64)
     return distance
 
 
