@@ -77,9 +77,7 @@ def fit_rays(
     level = inside_level + RAY_EDGE_FRACTION * contrast
     sample_count = int((RAY_REACH * reach_px + RAY_REACH_MARGIN_PX) / RAY_STEP_PX)
     offsets_x, offsets_y = _ray_offsets(sample_count)
-    rim = _rim(
-        smooth, start, offsets_x, offsets_y, level, iris_level, RAY_IRIS_TOLERANCE * contrast, near_glint, FIRST_STEEP
-    )
+    rim = _rim(smooth, start, offsets_x, offsets_y, level, iris_level, RAY_IRIS_TOLERANCE * contrast, near_glint, False)
     if rim is None:
         return None
     (cx, cy), _, _ = fit_ellipse(rim)
