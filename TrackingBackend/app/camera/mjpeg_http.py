@@ -1,9 +1,11 @@
 """OpenIris Wi-Fi camera: our own streaming MJPEG-over-HTTP reader on a plain socket.
 
 Not OpenCV/FFmpeg, so that timeouts, stalls, reconnects and the backlog are ours to control:
-- `read` drains everything the socket has, decodes only the newest complete frame and counts the older
-  ones in `dropped_stale` (for gaze the freshest frame matters, never completeness). It hands out at most
-  `max_fps` frames a second (default 240), so a flooding sender is slowed by TCP instead of by our CPU.
+- `read` drains what the socket has (up to one receive buffer, kept small with SO_RCVBUF), parses it once,
+  jumping over parts that a later complete part makes stale without parsing them, decodes only the newest
+  complete frame and counts the older ones in `dropped_stale` (for gaze the freshest frame matters, never
+  completeness). It hands out at most `max_fps` frames a second (default 240), so a flooding sender is
+  slowed by TCP instead of by our CPU.
 - No byte for `stall_timeout_s`, or bytes but no usable frame for `no_frame_timeout_s`, raises SourceError,
   and so do a refused connection, a closed stream and a broken HTTP framing: the caller reconnects.
 - `*.local` names the OS resolver cannot resolve are looked up over mDNS (zeroconf) and cached.
@@ -43,9 +45,10 @@ RECV_BYTES = 64 * 1024
 # camera's 60-90 fps of 5-15 kB JPEGs.
 DEFAULT_RECV_BUFFER_BYTES = 128 * 1024
 DRAIN_RECV_BYTES = 256 * 1024  # fewer system calls while a backlog is drained
-# One read drains at most twice the kernel's receive buffer (and at least this) before handing out a
-# frame: what is left after that arrived while we were reading, and a sender faster than we can copy
-# cannot keep `read` busy forever. Draining more only buys freshness from a sender we cannot keep up with.
+# One read drains at most one kernel receive buffer (as the kernel reports its size; at least this) before
+# handing out a frame: what is left after that arrived while we were reading, and a sender faster than we
+# can copy cannot keep `read` busy forever. Draining more only buys freshness from a sender we cannot keep
+# up with anyway.
 MIN_DRAIN_BYTES = 256 * 1024
 MDNS_CACHE_TTL_S = 600.0
 # Real cameras send 60-90 fps. Above this rate `read` waits and lets TCP flow control slow the sender, so a
@@ -165,7 +168,7 @@ class MjpegHttpSource:
         self.stall_timeout_s = stall_timeout_s
         self.no_frame_timeout_s = no_frame_timeout_s
         self.max_fps = max_fps
-        self._last_delivery_ts = 0.0
+        self._next_delivery_ts = 0.0  # the max_fps schedule: when the next frame may be handed out
         self.max_part_bytes = max_part_bytes
         self.recv_buffer_bytes = recv_buffer_bytes
         self._max_drain_bytes = MIN_DRAIN_BYTES
@@ -307,7 +310,7 @@ class MjpegHttpSource:
         if self._pending_error is not None:
             raise self._pending_error
         if self.max_fps > 0:
-            wait_s = self._last_delivery_ts + 1.0 / self.max_fps - time.monotonic()
+            wait_s = self._next_delivery_ts - time.monotonic()
             if wait_s > timeout_s:
                 time.sleep(max(0.0, timeout_s))
                 return None
@@ -405,7 +408,10 @@ class MjpegHttpSource:
             self.dropped_stale += index
             self.last_device_ts_s = part.device_ts_s
             self._last_frame_ts = rx_ts
-            self._last_delivery_ts = time.monotonic()
+            if self.max_fps > 0:
+                # On a schedule, so oversleeping and decoding do not lower the rate below max_fps; a frame
+                # later than its slot restarts the schedule instead of being followed by a burst.
+                self._next_delivery_ts = max(self._next_delivery_ts + 1.0 / self.max_fps, time.monotonic())
             return CapturedFrame(gray=gray, capture_ts=rx_ts)
         return None
 
