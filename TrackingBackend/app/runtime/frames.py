@@ -149,6 +149,10 @@ class SharedFrameStore(_RingLayout):
         assert buffer is not None
         super().__init__(buffer, slots, max_frame_bytes, initialise=create)
 
+    def __del__(self) -> None:
+        # A store dropped without close(): the cached views must go before SharedMemory's own cleanup.
+        self._drop_views()
+
     def close(self) -> None:
         self._drop_views()
         # Views into the buffer must be gone before close; callers drop theirs first.
