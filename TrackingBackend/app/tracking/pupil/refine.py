@@ -23,6 +23,8 @@ from app.tracking.pupil.ellipse import (
 from app.tracking.pupil.rays import fit_rays
 from app.tracking.results import PupilResult
 
+# The region is searched within this many coarse radii of the guess.
+ROI_RADII = 4.0
 THRESHOLD_ITERATIONS = 2
 # Threshold = inside + THRESHOLD_FRACTION x (outside - inside): the edge's half-way grey level.
 THRESHOLD_FRACTION = 0.45
@@ -51,7 +53,7 @@ _FLOOD_FLAGS = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (255 <<
 def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm: str) -> PupilResult:
     """The pupil ellipse near the coarse guess (cx, cy) of about `radius_px`; a null result when none."""
     height, width = gray.shape
-    half = int(max(3.0 * radius_px, 10.0))
+    half = int(max(ROI_RADII * radius_px, 10.0))
     x0, y0 = max(int(cx) - half, 0), max(int(cy) - half, 0)
     x1, y1 = min(int(cx) + half + 1, width), min(int(cy) + half + 1, height)
     roi = gray[y0:y1, x0:x1]

@@ -36,6 +36,8 @@ TRACK_WINDOW_RADII = 3.0
 # The inner square of the Haar feature sits inside the pupil: its half-size is about this x the radius.
 HAAR_TO_PUPIL_RADIUS = 1.15
 HSF_RADIUS_FACTORS = (0.7, 0.85, 1.0, 1.2, 1.4)
+DEDUPE_FRACTION = 1.0
+DEDUPE_CONFIDENCE = 0.9
 UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
 
 
@@ -91,9 +93,15 @@ class PupilTracker:
             return detect_pupil_blob(gray, self.config.blob)
         scopes = [True, False] if self._last is not None else [False]
         best = PupilResult.none(name.value)
+        tried: list[PupilResult] = []
         for local in scopes:
             for candidate in self._candidates(gray, local, cache)[: 1 if name == AlgorithmName.HSF else None]:
+                # A candidate inside a pupil already refined this frame grows the same region again.
+                if any(_inside(candidate, done) for done in tried):
+                    continue
                 result = run_on_candidate(name, gray, candidate)
+                if result.confidence >= DEDUPE_CONFIDENCE:
+                    tried.append(result)
                 if result.confidence > best.confidence:
                     best = result
                 if best.confidence >= SURE_CONFIDENCE:
@@ -102,6 +110,12 @@ class PupilTracker:
             if best.confidence >= max(self.config.confidence_threshold, LOCAL_ACCEPT_CONFIDENCE if local else 0.0):
                 return best
         return best
+
+
+def _inside(candidate: Candidate, found: PupilResult) -> bool:
+    """Whether the candidate's centre lies within the found ellipse's inscribed circle."""
+    inner_radius = DEDUPE_FRACTION * min(found.ellipse_w, found.ellipse_h) / 2.0
+    return bool(np.hypot(candidate.x - found.x, candidate.y - found.y) < inner_radius)
 
 
 def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Candidate]:
