@@ -10,6 +10,7 @@ struct pack and a concatenation per message.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from app.config.models import TrackerPosition
@@ -66,19 +67,32 @@ class TargetEncoder:
         self.plan = plan
         self._values = MODES[plan.mode].values
         self._programs: list[LayoutProgram | None] = [None] * LAYOUT_COUNT
-        self._was_closed: dict[bytes, bool] = {}
+        self._was_closed: dict[bytes, bool] = {}  # the lids closed at the last update, by header
 
     def datagrams(self, frame: EyeFrame, own: TrackerPosition) -> list[bytes]:
         """The datagrams this eye's process sends for `frame` (the messages it owns)."""
+        out: list[bytes] = []
+        self.emit(frame, own, out.append, _reraise)
+        return out
+
+    def emit(
+        self, frame: EyeFrame, own: TrackerPosition, send: Callable[[bytes], object], failed: Callable[[OSError], None]
+    ) -> int:
+        """Hand each datagram this process sends for `frame` to `send` as soon as it is encoded (an
+        OSError from `send` goes to `failed`, and the rest still go out); returns how many `send` took.
+        Runs once per target per update with cold caches: kept to the bare minimum of work."""
         program = self._programs[frame.layout.code]
         if program is None or program.owner != own:
             program = self._programs[frame.layout.code] = layout_program(self.plan, frame, own)
-        if not program.plain and not program.lids:
-            return []
         packed = program.pack.pack(*self._values(self.plan, frame))
-        out = []
+        attempts = len(program.plain)
+        refused = 0
         for header, start, end in program.plain:
-            out.append(header + packed[start:end])
+            try:
+                send(header + packed[start:end])
+            except OSError as exc:
+                failed(exc)
+                refused += 1
         if program.lids:
             left_closed = frame.left.openness <= CLOSED_OPENNESS
             right_closed = frame.right.openness <= CLOSED_OPENNESS
@@ -87,10 +101,22 @@ class TargetEncoder:
             was_closed = self._was_closed
             for header, start, end, lid in program.lids:
                 data = header + packed[start:end]
-                closed = closed_by_lid[lid]
-                if closed and not was_closed.get(header, False):
-                    out += [data] * BLINK_REPEATS
-                else:
-                    out.append(data)
-                was_closed[header] = closed
-        return out
+                repeats = 1
+                if closed_by_lid[lid]:
+                    if header not in was_closed:  # closing now
+                        repeats = BLINK_REPEATS
+                        was_closed[header] = True
+                elif header in was_closed:
+                    del was_closed[header]
+                attempts += repeats
+                for _ in range(repeats):
+                    try:
+                        send(data)
+                    except OSError as exc:
+                        failed(exc)
+                        refused += 1
+        return attempts - refused
+
+
+def _reraise(exc: OSError) -> None:
+    raise exc

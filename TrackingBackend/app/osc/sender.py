@@ -43,6 +43,9 @@ class TargetSocket:
         self.errors = 0
         self.last_error: str | None = None
         self.endpoint: Endpoint | None = None
+        # The socket's bound `send`, None while there is no socket (a host name being resolved): the
+        # hot path calls it directly, reports errors to `failed` and adds to `sent` itself.
+        self.send_now: Callable[[bytes], object] | None = None
         self._sock: socket.socket | None = None
         self._generation = 0
         self._lock = threading.Lock()
@@ -83,28 +86,26 @@ class TargetSocket:
         if self._sock is not None:
             self._sock.close()
         self._sock = sock
+        self.send_now = None if sock is None else sock.send
 
     def send(self, datagram: bytes) -> bool:
-        return self.send_all((datagram,)) == 1
-
-    def send_all(self, datagrams: list[bytes] | tuple[bytes, ...]) -> int:
-        """Send each datagram (one failing does not stop the rest); returns how many went out."""
         sock = self._sock
         if sock is None:
-            return 0
-        sent = 0
-        for datagram in datagrams:
-            try:
-                sock.send(datagram)
-            except BlockingIOError:
-                self._error("send buffer full: datagram dropped")
-            except OSError as exc:
-                # ConnectionRefusedError: an earlier datagram met a closed port.
-                self._error(f"sending to {self._where()} failed: {exc}")
-            else:
-                sent += 1
-        self.sent += sent
-        return sent
+            return False
+        try:
+            sock.send(datagram)
+        except OSError as exc:
+            self.failed(exc)
+            return False
+        self.sent += 1
+        return True
+
+    def failed(self, exc: OSError) -> None:
+        if isinstance(exc, BlockingIOError):
+            self._error("send buffer full: datagram dropped")
+        else:
+            # ConnectionRefusedError: an earlier datagram met a closed port.
+            self._error(f"sending to {self._where()} failed: {exc}")
 
     def _where(self) -> str:
         return f"{self.endpoint[0]}:{self.endpoint[1]}" if self.endpoint else "?"
@@ -121,6 +122,9 @@ class TargetSocket:
             self._replace_socket(None)
 
 
+HotTarget = tuple[TargetEncoder, TargetSocket, Callable[[OSError], None], bool]
+
+
 class OscOutputs:
     """All targets of one OSC process: (re)configured from resolved plans, fed one frame per update."""
 
@@ -128,6 +132,7 @@ class OscOutputs:
         self._auto_port = auto_port
         self._plans: list[TargetPlan] = []
         self._targets: list[tuple[TargetPlan, TargetEncoder, TargetSocket]] = []
+        self._hot: list[HotTarget] = []
         self._sockets: dict[int, TargetSocket] = {}
 
     @property
@@ -148,6 +153,7 @@ class OscOutputs:
             target.name = plan.name
             target.connect(self._endpoint(plan))
         self._targets = [(plan, TargetEncoder(plan), self._sockets[plan.index]) for plan in plans]
+        self._hot = [(encoder, target, target.failed, plan.auto_port) for plan, encoder, target in self._targets]
 
     def _endpoint(self, plan: TargetPlan) -> Endpoint:
         if plan.auto_port and self._auto_port is not None:
@@ -157,13 +163,25 @@ class OscOutputs:
         return plan.host, plan.port
 
     def send(self, frame: EyeFrame, own: TrackerPosition) -> int:
-        """Send this process's share of `frame` to every target; returns the datagrams sent."""
+        """Send this process's share of `frame` to every target; returns the datagrams sent. (The OSC
+        process's loop does the same inline, over `hot_targets`.)"""
         sent = 0
-        for plan, encoder, target in self._targets:
-            if plan.auto_port:
-                target.connect(self._endpoint(plan))
-            sent += target.send_all(encoder.datagrams(frame, own))
+        for encoder, target, failed, auto_port in self._hot:
+            if auto_port:
+                self.follow_auto_port(encoder.plan, target)
+            send = target.send_now
+            if send is not None:
+                count = encoder.emit(frame, own, send, failed)
+                target.sent += count
+                sent += count
         return sent
+
+    def hot_targets(self) -> list[HotTarget]:
+        """(encoder, socket, its `failed`, follows VRChat's port) per target, as configured now."""
+        return self._hot
+
+    def follow_auto_port(self, plan: TargetPlan, target: TargetSocket) -> None:
+        target.connect(self._endpoint(plan))
 
     def send_raw(self, datagram: bytes) -> None:
         """One extra datagram to every target (the opt-in latency diagnostic)."""
@@ -199,3 +217,4 @@ class OscOutputs:
             target.close()
         self._sockets.clear()
         self._targets = []
+        self._hot = []
