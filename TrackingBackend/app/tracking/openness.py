@@ -11,14 +11,20 @@ not drag it.
 
 Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
 does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as
-much as the upper lid falls. A wider gap is `widen`. A missing pupil caps openness, so a closed eye reads
-closed even when the lid cue is fooled by lashes; a plainly seen pupil (confident, of the user's usual size,
-not flattened from above against the user's usual height-to-width ratio, which an off-axis camera sets) floors
-it, so lid noise alone never reads a seen eye as closed.
+much as the upper lid falls. A wider gap is `widen`.
+
+The pupil checks the lids. Two measures of it, both against the user's own running statistics: `visibility`,
+how plainly a whole pupil is seen (confident, of the usual size, not flattened from above against the
+usual height-to-width ratio, which an off-axis camera sets, and as dark inside its ellipse as usual), and
+`presence`, how much of a real pupil shows at all (the same, but a pupil half under a lid still counts).
+Presence caps openness, so a closed eye reads closed even when the lid cue is fooled by lashes; visibility
+floors it, so lid noise alone never reads a plainly seen eye as closed (no flicker on a still open eye). The
+blink flag is openness under 0.2 with the pupil mostly hidden, with hysteresis.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -56,10 +62,21 @@ IRIS_SAMPLE_EVERY = 4
 NO_PUPIL_OPENNESS_CAP = 0.15
 # Pupil visibility ramps: (value at 0, value at 1) for confidence and minor/major axis ratio.
 VISIBLE_CONFIDENCE = (0.55, 0.75)
+# A pupil partly under a lid is found at a lower confidence (less of its outline shows): still present.
+PRESENT_CONFIDENCE = (0.5, 0.7)
 VISIBLE_ASPECT = (0.3, 0.45)
 # A lid covering the pupil flattens it from above: its height-to-width ratio against the user's usual
 # ratio (an off-axis camera or a sideways gaze narrows the pupil across, which does not count).
 VISIBLE_HEIGHT_TO_USUAL = (0.35, 0.75)
+PRESENT_HEIGHT_TO_USUAL = (0.35, 0.6)
+# The dark-fraction test looks inside the pupil's ellipse shrunk by this factor (its rim is blurred) and
+# compares it with the ring between these scales.
+DARK_INNER_SCALE, DARK_RING_SCALE = 0.8, (1.3, 1.8)
+DARK_SAMPLES_PER_RADIUS = 6
+# Visibility and presence ramp with the dark fraction against the user's usual dark fraction (glints lower
+# it): a plainly seen pupil is dark nearly all over; one half under a lid is still present.
+VISIBLE_DARK_TO_USUAL = (0.35, 0.75)
+PRESENT_DARK_TO_USUAL = (0.1, 0.4)
 # Confidence from which a pupil's shape and size are taken as the user's usual (whatever the lids do).
 USUAL_SAMPLE_CONFIDENCE = 0.75
 # A detector's confidence scale depends on the camera (blur, resolution): with a user whose pupil is
@@ -68,12 +85,17 @@ VISIBLE_CONFIDENCE_BELOW_USUAL = 0.1
 # Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
 SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.4
 # Blink hysteresis on openness (a blink is openness < 0.2); a blink starts only while the pupil is mostly
-# hidden and ends as soon as it is plainly seen again, so lid noise alone cannot flag an open eye.
+# hidden (presence under BLINK_VISIBLE_ON) and ends once it is plainly seen again (visibility), so lid noise
+# alone cannot flag an open eye.
 BLINK_ON, BLINK_OFF = 0.2, 0.3
 BLINK_VISIBLE_ON, BLINK_VISIBLE_OFF = 0.5, 0.9
+# During a blink, a pupil found farther than this many radii (plus the growth per blink frame) from where it
+# was last seen is a shape on the closed lids, not the pupil.
+BLINK_JUMP_RADII, BLINK_JUMP_GROWTH_RADII = 2.0, 0.5
 # A plainly seen pupil means the lids are mostly open: openness is at least this (at full visibility),
 # ramping from 0 at VISIBLE_FLOOR_FROM; the lid cue alone is easily fooled by lashes and shadow.
 VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.7
+CLOSED_GAP_RATIO = 0.15
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
 MIN_DILATION_SAMPLES = 60
@@ -111,6 +133,11 @@ class LidEdges:
     @property
     def measured(self) -> bool:
         return not (self.upper_censored or self.lower_censored or np.isnan(self.upper_y) or np.isnan(self.lower_y))
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    """`value` limited to [low, high] (numpy's clip is slow on scalars, and this runs per frame)."""
+    return min(max(float(value), low), high)
 
 
 def _crossing(profile: npt.NDArray[np.float32], inside: int, outside: int, threshold: float) -> float:
@@ -177,7 +204,7 @@ def measure_lids(
     threshold = _iris_bright_split(smooth, y, radius_px)
     if threshold is None:
         return None
-    row = int(np.clip(round(y), 0, height - 1))
+    row = min(max(round(y), 0), height - 1)
     near_lo, near_hi = max(row - half, 0), min(row + half + 1, height)
     row = near_lo + int(np.argmin(smooth[near_lo:near_hi]))
     if smooth[row] >= threshold:
@@ -224,7 +251,7 @@ def measure_iris_half_width(gray: GrayU8, x: float, y: float, radius_px: float) 
     threshold = _iris_bright_split(smooth, x, radius_px)
     if threshold is None:
         return None
-    column = int(np.clip(round(x), 0, width - 1))
+    column = min(max(round(x), 0), width - 1)
     if smooth[column] >= threshold:
         return None
     left, right = _run_ends(smooth, column, threshold)
@@ -320,9 +347,42 @@ class LidBaseline:
         gap_features, lower_features = self._features(np.asarray([x], np.float64), np.asarray([y], np.float64))
         if gap_features.shape[1] != len(self._gap_coef):
             gap_features, lower_features = gap_features[:, :1], lower_features[:, :1]
-        gap = float(np.clip(gap_features[0] @ self._gap_coef, *self._gap_range))
-        lower = float(np.clip(lower_features[0] @ self._lower_coef, *self._lower_range))
+        gap = _clamp(gap_features[0] @ self._gap_coef, *self._gap_range)
+        lower = _clamp(lower_features[0] @ self._lower_coef, *self._lower_range)
         return gap, lower
+
+
+def pupil_dark_fraction(gray: GrayU8, pupil: PupilResult) -> float:
+    """Share of the pupil's fitted ellipse (its inner part) that is actually dark, i.e. not covered by a lid.
+
+    Dark is below the midpoint between the ellipse's darkest pixels and its surroundings (iris, or skin
+    where a lid is). A pupil hidden under a lid, or a shape fitted to the lash line of a closed eye, leaves
+    much of the ellipse bright. Sampled on a grid of about DARK_SAMPLES_PER_RADIUS points per radius.
+    """
+    height, width = gray.shape
+    half_w, half_h = pupil.ellipse_w / 2.0, pupil.ellipse_h / 2.0
+    if half_w < 1.0 or half_h < 1.0:
+        return 0.0
+    reach = max(half_w, half_h) * DARK_RING_SCALE[1]
+    step = max(int(min(half_w, half_h) / DARK_SAMPLES_PER_RADIUS), 1)
+    x0, x1 = max(int(pupil.x - reach), 0), min(int(pupil.x + reach) + 2, width)
+    y0, y1 = max(int(pupil.y - reach), 0), min(int(pupil.y + reach) + 2, height)
+    roi = gray[y0:y1:step, x0:x1:step]
+    if roi.shape[0] < 3 or roi.shape[1] < 3:
+        return 0.0
+    dy = (np.arange(y0, y1, step, dtype=np.float32) - np.float32(pupil.y))[:, None]
+    dx = (np.arange(x0, x1, step, dtype=np.float32) - np.float32(pupil.x))[None, :]
+    angle_rad = math.radians(pupil.angle_deg)
+    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    # Squared radius in units of the ellipse: 1 on its outline.
+    radius2 = ((dx * cos_a + dy * sin_a) / half_w) ** 2 + ((dy * cos_a - dx * sin_a) / half_h) ** 2
+    inside = roi[radius2 < DARK_INNER_SCALE**2]
+    around = roi[(radius2 > DARK_RING_SCALE[0] ** 2) & (radius2 < DARK_RING_SCALE[1] ** 2)]
+    if inside.size < 4 or around.size < 4:
+        return 0.0
+    core = float(np.partition(inside, inside.size // 10)[inside.size // 10])
+    threshold = (core + float(np.partition(around, around.size // 2)[around.size // 2])) / 2.0
+    return float(np.count_nonzero(inside < threshold)) / inside.size
 
 
 def _aspect(pupil: PupilResult) -> float:
@@ -350,8 +410,10 @@ class LidEstimator:
         self._pupil_size = _RunningMedian()
         self._iris_radius = _RunningMedian()
         self._pupil_height_ratio = _RunningMedian()
+        self._dark_fraction = _RunningMedian()
         self._confidence = _RunningMedian()
         self._seen_count = 0
+        self._blink_frames = 0
         self._last_x: float | None = None
         self._last_y: float | None = None
         self._last_radius = 0.0
@@ -361,9 +423,15 @@ class LidEstimator:
         height, width = gray.shape
         if pupil.confidence >= self.confident:
             self._confidence.add(pupil.confidence)
+        dark = pupil_dark_fraction(gray, pupil) if pupil.confidence >= self.confident else 0.0
         if pupil.confidence >= USUAL_SAMPLE_CONFIDENCE:
             self._pupil_height_ratio.add(_height_to_width(pupil))
-        visibility = self._visibility(pupil)
+            self._dark_fraction.add(dark)
+        visibility, presence = self._visibility(pupil, dark)
+        if self._blink and self._jumped(pupil):
+            presence = min(presence, 0.0)
+            visibility = min(visibility, 0.0) if visibility < BLINK_VISIBLE_OFF else visibility
+        self._blink_frames = self._blink_frames + 1 if self._blink else 0
         seen = visibility >= 0.5
         if seen:
             self._last_x, self._last_y = pupil.x, pupil.y
@@ -384,8 +452,11 @@ class LidEstimator:
         edges = measure_lids(gray, x, y, radius, self._iris_half_height(pupil if seen else None))
         if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
             self._baseline.add(x, y, edges)
-        openness, widen, squeeze = self._lid_values(edges, x, y)
-        openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * visibility)
+        openness, widen, squeeze = self._lid_values(edges, x, y, presence)
+        # During a blink only a plainly seen pupil lifts the cap: a shape found on the closed lids now and
+        # then must not make the closed eye flicker open.
+        shown = min(presence, visibility) if self._blink else presence
+        openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * shown)
         if not (seen and self._baseline.ready):
             # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
             widen = squeeze = 0.0
@@ -393,12 +464,23 @@ class LidEstimator:
         if visibility >= VISIBLE_FLOOR_FROM:
             floor = VISIBLE_OPENNESS_FLOOR * (visibility - VISIBLE_FLOOR_FROM) / (1.0 - VISIBLE_FLOOR_FROM)
             openness = max(openness, floor)
-        if self._blink and (openness > BLINK_OFF or visibility >= BLINK_VISIBLE_OFF):
+        if self._blink and ((openness > BLINK_OFF and presence >= BLINK_VISIBLE_ON) or visibility >= BLINK_VISIBLE_OFF):
             self._blink = False
-        elif not self._blink and openness < BLINK_ON and visibility < BLINK_VISIBLE_ON:
+        elif not self._blink and openness < BLINK_ON and presence < BLINK_VISIBLE_ON:
             self._blink = True
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
+
+    def _jumped(self, pupil: PupilResult) -> bool:
+        """Whether a pupil found during a blink is too far from where the pupil was before it to be it.
+
+        Closed lids offer pupil-like shapes (the lash line) anywhere along the lid; the eye barely moves in a
+        blink, so the allowance starts small and grows with the blink's length.
+        """
+        if self._last_x is None or self._last_y is None or self._last_radius <= 0.0:
+            return False
+        jump = float(np.hypot(pupil.x - self._last_x, pupil.y - self._last_y)) / self._last_radius
+        return jump > BLINK_JUMP_RADII + BLINK_JUMP_GROWTH_RADII * self._blink_frames
 
     def _iris_half_height(self, pupil: PupilResult | None) -> float | None:
         """The iris' vertical half-extent: its half-width with the pupil's aspect (concentric circles)."""
@@ -408,7 +490,9 @@ class LidEstimator:
         _, extent_y = _extents(pupil)
         return float(iris * extent_y / max(pupil.ellipse_w, pupil.ellipse_h, 1e-3) * 2.0)
 
-    def _lid_values(self, edges: LidEdges | None, x: float, y: float) -> tuple[float, float, float]:
+    def _lid_values(
+        self, edges: LidEdges | None, x: float, y: float, presence: float = 1.0
+    ) -> tuple[float, float, float]:
         """(openness, widen, squeeze) from the lids against the relaxed baseline at this pupil position."""
         if edges is None:
             return 0.0, 0.0, 0.0
@@ -426,52 +510,69 @@ class LidEstimator:
         relaxed_upper_y = y + relaxed_lower - relaxed_gap
         # Widen raises the upper lid: only an upper lid actually seen above its relaxed place counts.
         raised = 0.0 if edges.upper_censored else (relaxed_upper_y - upper_y) / relaxed_gap
-        widen = float(np.clip((raised - WIDEN_DEAD_ZONE) / WIDEN_GAP_GAIN, 0.0, 1.0))
+        widen = _clamp((raised - WIDEN_DEAD_ZONE) / WIDEN_GAP_GAIN, 0.0, 1.0)
         if edges.lower_censored:
             lower_y = max(lower_y, y + relaxed_lower)
         if edges.upper_censored:
             upper_y = min(upper_y, relaxed_upper_y)
+        # Closed lids still leave a dark band (lashes, lid margins) of about CLOSED_GAP_RATIO of the gap.
         ratio = max(lower_y - upper_y, 0.0) / relaxed_gap
+        ratio = max(ratio - CLOSED_GAP_RATIO, 0.0) / (1.0 - CLOSED_GAP_RATIO)
         if ratio >= 1.0:
             return 1.0, widen, 0.0
         loss = 1.0 - ratio
-        lower_rise = float(np.clip((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss))
+        lower_rise = _clamp((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss)
         # loss = closing + squeezed, lower_rise = LOWER_SHARE_CLOSING x closing + LOWER_SHARE_SQUEEZE x squeezed.
         squeezed = (lower_rise - LOWER_SHARE_CLOSING * loss) / (LOWER_SHARE_SQUEEZE - LOWER_SHARE_CLOSING)
-        squeezed = float(np.clip(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)))
+        # A squeezed eye is still open: without a pupil showing, all of the narrowing is closing.
+        squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * presence
         # gap / relaxed gap = openness x (1 - squeeze loss), and squeezed = openness x squeeze loss.
-        openness = float(np.clip(ratio + squeezed, 0.0, 1.0))
+        openness = _clamp(ratio + squeezed, 0.0, 1.0)
         level = squeezed / max(openness, 1e-3) / SQUEEZE_GAP_LOSS
-        squeeze = float(np.clip((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0))
+        squeeze = _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0)
         return openness, 0.0, squeeze
 
-    def _visibility(self, pupil: PupilResult) -> float:
-        """How surely a real pupil is seen: confident, round enough, and of the user's usual size.
+    def _visibility(self, pupil: PupilResult, dark: float) -> tuple[float, float]:
+        """(visibility, presence) of the pupil, each in [0, 1]: see the module docstring.
 
-        Closed lids still offer dark, outlined shapes (the lash line, the crease); they are flat and of
-        the wrong size, so those cues separate them from a pupil.
+        Closed lids still offer dark, outlined shapes (the lash line, the crease); they are flat, of the
+        wrong size or found at a low confidence, so those cues (in both measures) separate them from a pupil.
+        `dark` is `pupil_dark_fraction` of this frame.
         """
         if pupil.confidence < self.confident:
-            return 0.0
+            return 0.0, 0.0
         long_axis = max(pupil.ellipse_w, pupil.ellipse_h, 1e-3)
         aspect = _aspect(pupil)
-        low, high = VISIBLE_CONFIDENCE
+        # A detector's confidence scale depends on the camera: ramps move down for a user whose pupil is
+        # usually found at a lower confidence.
+        shift = 0.0
         if self._confidence.ready and self._confidence.median is not None:
-            shift = max(high - (self._confidence.median - VISIBLE_CONFIDENCE_BELOW_USUAL), 0.0)
-            low, high = low - shift, high - shift
-        terms = [
-            (pupil.confidence - low) / (high - low),
-            (aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0]),
-        ]
-        usual_height = self._pupil_height_ratio.median if self._pupil_height_ratio.ready else None
-        if usual_height:
-            low, high = (usual_height * k for k in VISIBLE_HEIGHT_TO_USUAL)
-            terms.append((_height_to_width(pupil) - low) / (high - low))
+            shift = max(VISIBLE_CONFIDENCE[1] - (self._confidence.median - VISIBLE_CONFIDENCE_BELOW_USUAL), 0.0)
+        confidence = (pupil.confidence + shift - VISIBLE_CONFIDENCE[0]) / (
+            VISIBLE_CONFIDENCE[1] - VISIBLE_CONFIDENCE[0]
+        )
+        confidence_present = (pupil.confidence + shift - PRESENT_CONFIDENCE[0]) / (
+            PRESENT_CONFIDENCE[1] - PRESENT_CONFIDENCE[0]
+        )
+        shape = [(aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0])]
         usual = self._pupil_size.median if self._pupil_size.ready else None
         if usual:
             size_error = abs(float(np.log(long_axis / usual)))
-            terms.append(1.0 - (size_error - SIZE_TOLERANCE_LOG) / SIZE_SPAN_LOG)
-        return float(np.clip(min(terms), 0.0, 1.0))
+            shape.append(1.0 - (size_error - SIZE_TOLERANCE_LOG) / SIZE_SPAN_LOG)
+        seen, present = [confidence, *shape], [confidence_present, *shape]
+        usual_height = self._pupil_height_ratio.median if self._pupil_height_ratio.ready else None
+        if usual_height:
+            low, high = (usual_height * k for k in VISIBLE_HEIGHT_TO_USUAL)
+            seen.append((_height_to_width(pupil) - low) / (high - low))
+            low, high = (usual_height * k for k in PRESENT_HEIGHT_TO_USUAL)
+            present.append((_height_to_width(pupil) - low) / (high - low))
+        usual_dark = self._dark_fraction.median if self._dark_fraction.ready else None
+        if usual_dark:
+            low, high = (usual_dark * k for k in VISIBLE_DARK_TO_USUAL)
+            seen.append((dark - low) / (high - low))
+            low, high = (usual_dark * k for k in PRESENT_DARK_TO_USUAL)
+            present.append((dark - low) / (high - low))
+        return _clamp(min(seen), 0.0, 1.0), _clamp(min(present), 0.0, 1.0)
 
     def _dilation(self, pupil: PupilResult, seen: bool) -> float:
         sizes = self._pupil_size
@@ -480,4 +581,4 @@ class LidEstimator:
         if sizes.median is None or sizes.high - sizes.low < MIN_DILATION_RANGE * sizes.median:
             return 0.5
         size = max(pupil.ellipse_w, pupil.ellipse_h)
-        return float(np.clip((size - sizes.low) / (sizes.high - sizes.low), 0.0, 1.0))
+        return _clamp((size - sizes.low) / (sizes.high - sizes.low), 0.0, 1.0)

@@ -1,0 +1,88 @@
+"""Eyelid openness, blink, widen and squeeze of the default pipeline against the virtual eye's exact truth."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from app.camera.virtual_eye import PRESETS, EyeGroundTruth, EyeState, GazeScript, render_eye
+from app.config.models import TrackerConfig
+from app.tracking.pipeline import EyePipeline
+from app.tracking.results import EyeResult
+
+FPS = 60.0
+# Long enough for the per-user statistics (pupil shape and size, relaxed lids) to settle.
+WARM_UP_FRAMES = 90
+
+
+def _run(script: Callable[[float], EyeState], count: int, seed: int = 3) -> list[tuple[EyeResult, EyeGroundTruth]]:
+    """The default pipeline over `count` frames of the default virtual eye following `script`."""
+    preset = PRESETS["default"]
+    rng = np.random.default_rng(seed)
+    pipeline = EyePipeline(TrackerConfig())
+    out = []
+    for index in range(count):
+        ts = index / FPS
+        gray, truth = render_eye(script(ts), preset, rng)
+        out.append((pipeline.process(gray, ts), truth))
+    return out
+
+
+def _wander(ts: float, openness: float = 1.0) -> EyeState:
+    """A relaxed eye looking slowly around the middle of its range."""
+    return EyeState(
+        gaze_x=0.4 * math.sin(2 * math.pi * ts / 3.1),
+        gaze_y=0.3 * math.sin(2 * math.pi * ts / 4.3),
+        openness=openness,
+        dilation=0.5,
+    )
+
+
+def test_natural_script_openness_error_is_small() -> None:
+    # Saccades, pursuits and a blink at 1.4 s (seed 7, 1-4 s). Measured: MAE 0.013, the blink flagged.
+    script = GazeScript(7)
+    results = _run(script.state_at, 240)[60:]
+    errors = [abs(r.openness - t.state.openness) for r, t in results]
+    assert float(np.mean(errors)) <= 0.025
+    closed = [r for r, t in results if t.state.openness < 0.05]
+    assert closed and all(r.blink and r.openness < 0.2 for r in closed)
+    assert all(0.0 <= r.openness <= 1.0 for r, _ in results)
+
+
+def test_a_scripted_blink_is_flagged_while_closed_and_only_then() -> None:
+    def blink(ts: float) -> EyeState:
+        # At 2 s: close in 100 ms, stay closed 100 ms, open in 150 ms (a real blink's shape).
+        into = ts - 2.0
+        closing = into / 0.1 if into < 0.1 else 1.0 if into < 0.2 else 1.0 - (into - 0.2) / 0.15
+        return _wander(ts, openness=1.0 - min(max(closing, 0.0), 1.0) if into > 0.0 else 1.0)
+
+    results = _run(blink, 180)
+    closed = [r for r, t in results if t.state.openness < 0.05]
+    assert len(closed) >= 5
+    # Flagged as soon as the lids close; shapes the pupil detector finds on the closed lids may release the
+    # flag before the eye opens (measured: 4 of the 7 closed frames flagged, then again while reopening).
+    assert closed[0].blink or closed[1].blink
+    assert sum(r.blink for r in closed) >= 3
+    assert min(r.openness for r in closed) < 0.2
+    # Open frames (truth openness >= 0.5) are never flagged, before or after the blink.
+    assert not any(r.blink for r, t in results[WARM_UP_FRAMES:] if t.state.openness >= 0.5)
+    assert results[-1][0].openness > 0.85
+
+
+def test_still_open_eye_does_not_flicker() -> None:
+    # The same open pose every frame, only sensor noise changes. Measured: openness range 0.00.
+    results = _run(lambda ts: EyeState(gaze_x=0.1, gaze_y=-0.05, openness=1.0, dilation=0.5), 150)[30:]
+    openness = [r.openness for r, _ in results]
+    assert min(openness) > 0.9 and float(np.ptp(openness)) < 0.03
+    assert not any(r.blink for r, _ in results)
+
+
+def test_relaxed_open_eye_reads_no_widen_and_no_squeeze() -> None:
+    # A relaxed eye looking around. Measured: widen 0.000, squeeze 0.002, openness 0.996 on average.
+    results = _run(_wander, 240)[WARM_UP_FRAMES:]
+    assert float(np.mean([r.widen for r, _ in results])) <= 0.02
+    assert float(np.mean([r.squeeze for r, _ in results])) <= 0.02
+    assert float(np.mean([r.openness for r, _ in results])) >= 0.9
+    assert not any(r.blink for r, _ in results)
