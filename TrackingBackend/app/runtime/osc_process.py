@@ -121,7 +121,20 @@ class ResultReader:
             return self._wait_connection(timeout_s)
         if not self._poller.poll(int(timeout_s * 1000)):
             return []
-        data = os.read(self._fd, READ_CHUNK_BYTES)
+        return self.records_in(os.read(self._fd, READ_CHUNK_BYTES))
+
+    def fast_path(self) -> tuple[Callable[[int], list[Any]], int] | None:
+        """(the poller's `poll`, the pipe's fd) for a loop that waits and reads itself and hands each
+        read to `records_in` unless it is exactly one record with nothing pending; None where the
+        platform has no `select.poll` (use `wait`)."""
+        return None if self._poller is None else (self._poller.poll, self._fd)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def records_in(self, data: bytes) -> list[RecordValues]:
+        """The records in `data`, read from the pipe (with any piece left over from the last read)."""
         if not data:
             raise EOFError("the tracker's result pipe is closed")
         if not self._pending and len(data) == FRAME_BYTES:  # the usual case: exactly one record
@@ -162,6 +175,11 @@ class BoardEyeReader:
         self._doubles = self._bytes.cast("d")
         self._lock_at = slot * ROW_WIDTH
         self._values_at = (self._lock_at + 1) * DOUBLE_BYTES
+
+    def row(self) -> tuple[memoryview[int], memoryview[float], int, int]:
+        """(the board's bytes, its doubles, the row's lock index, the byte offset of its values): for a
+        loop that tries one read itself and calls `read` only when the lock word is odd or moved."""
+        return self._bytes, self._doubles, self._lock_at, self._values_at
 
     def read(self) -> RecordValues | None:
         """The row's latest values, or None if it never posted (or kept changing while read)."""
@@ -209,11 +227,25 @@ def run_osc_loop(
     other_eyes = [
         (position is LEFT, BoardEyeReader(board, slot)) for position, slot in other_slots.items() if position in EYES
     ]
+    rows = [(is_left, eye, *eye.row()) for is_left, eye in other_eyes]
     targets: list[HotTarget] = []
     mirror_eyes = sync_blink = False
-    new_tuple, monotonic = tuple.__new__, time.monotonic
+    new_tuple, monotonic, read, unpack_record = tuple.__new__, time.monotonic, os.read, RECORD_VALUES.unpack_from
+    unpack_row = BOARD_RECORD_VALUES.unpack_from
+    fast = reader.fast_path()
+    poll, fd = fast if fast is not None else (None, -1)
+    timeout_ms = int(READ_TIMEOUT_S * 1000)
     while not should_stop():
-        records = reader.wait(READ_TIMEOUT_S)
+        if poll is None:
+            records = reader.wait(READ_TIMEOUT_S)
+        elif not poll(timeout_ms):
+            records = []
+        else:
+            data = read(fd, READ_CHUNK_BYTES)
+            if len(data) == FRAME_BYTES and not reader.pending:
+                records = [unpack_record(data, FRAME_HEADER.size)]
+            else:
+                records = reader.records_in(data)
         now = monotonic()
         for record in records:
             config = settings.config
@@ -233,8 +265,13 @@ def run_osc_loop(
             fresh = []
             if own_is_eye and now - record[PROCESSED_TS_AT] <= STALE_AFTER_S:
                 fresh.append((own_is_left, record))
-            for is_left, eye in other_eyes:
-                other = eye.read()
+            for is_left, eye, board_bytes, doubles, lock_at, values_at in rows:
+                lock = doubles[lock_at]
+                other: RecordValues | None = unpack_row(board_bytes, values_at)
+                if lock != doubles[lock_at] or lock % 2.0:  # being written: BoardEyeReader retries
+                    other = eye.read()
+                elif not lock:  # never posted
+                    other = None
                 if other is not None and now - other[PROCESSED_TS_AT] <= STALE_AFTER_S:
                     fresh.append((is_left, other))
             left = right = None
