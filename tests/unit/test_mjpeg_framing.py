@@ -202,3 +202,15 @@ def test_chunked_decoder_output_is_the_same_at_any_cut() -> None:
         decoder = ChunkedDecoder()
         assert b"".join(decoder.feed(stream[i : i + step]) for i in range(0, len(stream), step)) == body
         assert decoder.finished
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.lists(st.integers(min_value=0, max_value=6000), max_size=20))
+def test_newest_only_on_any_bytes_never_raises_and_never_yields_a_non_jpeg(noise: bytes, cuts: list[int]) -> None:
+    stream = noise + _part(noise[:50]) + noise + _part(JPEGS[0]) + noise
+    parser = MultipartJpegParser(BOUNDARY, max_part_bytes=2000)
+    start = 0
+    for cut in [*sorted({c for c in cuts if c <= len(stream)}), len(stream)]:
+        for part in parser.feed(stream[start:cut], newest_only=True):
+            assert part.jpeg.startswith(JPEG_SOI) and part.jpeg.endswith(JPEG_EOI)
+        start = cut
