@@ -251,6 +251,12 @@ def summarise_window(window: Window, trackers: int) -> dict[str, Any]:
         "receiver_datagrams": window.datagrams,
         "receiver_kernel_drops": window.kernel_drops,
     }
+    frames_per_s = sum(f["camera_fps_in"] for f in flows.values())
+    # CPU per frame through the pipeline: comparable between runs that delivered different frame rates.
+    by_kind = summary["cpu_pct_by_kind"]
+    summary["cpu_ms_per_frame_by_kind"] = {
+        kind: 10.0 * pct / frames_per_s if frames_per_s else math.nan for kind, pct in by_kind.items()
+    }
     if window.source_frames is not None:
         source_fps = window.source_frames / window.seconds / trackers
         summary["source_fps_offered"] = source_fps
