@@ -11,9 +11,11 @@ from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]
 
-RANSAC_ITERATIONS = 40
+RANSAC_ITERATIONS = 64
 INLIER_DISTANCE_PX = 1.0
 MIN_EDGE_POINTS = 8
+# The best hypotheses by inlier count tried in turn until one is a plausible pupil.
+RANSAC_REFITS = 3
 
 
 def ransac_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, seed: int = 0) -> PupilResult:
@@ -35,19 +37,8 @@ def ransac_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, seed: int
     if len(xs) < MIN_EDGE_POINTS:
         return PupilResult.none("RANSAC")
     points = np.column_stack([xs, ys]).astype(np.float64)
-    rng = np.random.default_rng(seed)
-    best: Ellipse | None = None
-    best_inliers = 0
-    for _ in range(RANSAC_ITERATIONS):
-        sample = points[rng.choice(len(points), 6, replace=False)].astype(np.float32)
-        ellipse = fit_ellipse(sample)
-        (_, _), (w, h), _ = ellipse
-        if not (min(w, h) >= 2.0 and max(w, h) <= 2.0 * half and min(w, h) >= 0.3 * max(w, h)):
-            continue
-        inliers = int(np.count_nonzero(ellipse_distance_px(points, ellipse) < INLIER_DISTANCE_PX))
-        if inliers > best_inliers:
-            best, best_inliers = ellipse, inliers
-    if best is None or best_inliers < MIN_EDGE_POINTS:
+    best = _best_hypothesis(points, half, np.random.default_rng(seed))
+    if best is None:
         return PupilResult.none("RANSAC")
     inlier_points = points[ellipse_distance_px(points, best) < INLIER_DISTANCE_PX].astype(np.float32)
     if len(inlier_points) >= 5:
@@ -56,3 +47,32 @@ def ransac_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, seed: int
     full = ((ex + x0, ey + y0), (ew, eh), angle)
     confidence = outline_confidence(gray, full)
     return PupilResult(float(ex + x0), float(ey + y0), float(ew), float(eh), float(angle), confidence, "RANSAC")
+
+
+def _best_hypothesis(points: npt.NDArray[np.float64], half: int, rng: np.random.Generator) -> Ellipse | None:
+    """All hypotheses at once: conics through 6 random points (SVD null vectors), scored by the number of
+    points within INLIER_DISTANCE_PX (Sampson distance); the best plausible ellipse, refitted by cv2."""
+    count = len(points)
+    centre = points.mean(axis=0)
+    scale = max(float(np.abs(points - centre).max()), 1.0)
+    x, y = (points[:, 0] - centre[0]) / scale, (points[:, 1] - centre[1]) / scale
+    design = np.column_stack([x * x, x * y, y * y, x, y, np.ones_like(x)])
+    samples = rng.integers(0, count, (RANSAC_ITERATIONS, 6))
+    _, _, vt = np.linalg.svd(design[samples])
+    conics = vt[:, -1, :]  # (iterations, 6): a, b, c, d, e, f
+    a, b, c, d, e = (conics[:, i : i + 1] for i in range(5))
+    is_ellipse = (b * b - 4.0 * a * c)[:, 0] < 0
+    values = design @ conics.T  # (points, iterations)
+    grad_x = 2.0 * a.T * x[:, None] + b.T * y[:, None] + d.T
+    grad_y = b.T * x[:, None] + 2.0 * c.T * y[:, None] + e.T
+    distance_px = np.abs(values) / np.maximum(np.hypot(grad_x, grad_y), 1e-9) * scale
+    inliers = np.count_nonzero(distance_px < INLIER_DISTANCE_PX, axis=0)
+    inliers[~is_ellipse] = 0
+    for index in np.argsort(-inliers)[:RANSAC_REFITS]:
+        if inliers[index] < MIN_EDGE_POINTS:
+            return None
+        ellipse = fit_ellipse(points[distance_px[:, index] < INLIER_DISTANCE_PX])
+        (_, _), (w, h), _ = ellipse
+        if min(w, h) >= 2.0 and max(w, h) <= 2.0 * half and min(w, h) >= 0.3 * max(w, h):
+            return ellipse
+    return None

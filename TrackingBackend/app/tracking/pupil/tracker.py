@@ -94,11 +94,14 @@ class PupilTracker:
         scopes = [True, False] if self._last is not None else [False]
         best = PupilResult.none(name.value)
         tried: list[PupilResult] = []
+        seen: set[Candidate] = set()
         for local in scopes:
             for candidate in self._candidates(gray, local, cache)[: 1 if name == AlgorithmName.HSF else None]:
-                # A candidate inside a pupil already refined this frame grows the same region again.
-                if any(_inside(candidate, done) for done in tried):
+                # The whole-frame search often finds the window's candidates again: same input, same result. And a
+                # candidate inside a pupil already refined this frame grows the same region again.
+                if candidate in seen or any(_inside(candidate, done) for done in tried):
                     continue
+                seen.add(candidate)
                 result = run_on_candidate(name, gray, candidate)
                 if result.confidence >= DEDUPE_CONFIDENCE:
                     tried.append(result)
