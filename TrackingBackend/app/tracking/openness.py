@@ -47,6 +47,7 @@ SQUEEZE_GAP_LOSS, WIDEN_GAP_GAIN = 0.4, 0.26
 # The baseline fit keeps samples whose gap is within this band (fraction of the gap) around the fit.
 BASELINE_KEEP = (-0.06, 0.1)
 BASELINE_FIT_ROUNDS = 3
+BASELINE_START_PERCENTILE = 65
 MIN_FIT_SAMPLES = 60
 # A run end this close to the iris' rim (pixels, or fraction of the iris' half-height) is the rim, not a lid;
 # the lid beyond it is searched for over this fraction of the iris' half-height.
@@ -323,7 +324,8 @@ class LidBaseline:
         self._centre = (float(np.median(xs)), float(np.median(ys)))
         self._scale = max(float(np.median(gaps)), 1.0)
         gap_features, lower_features = self._features(xs, ys)
-        keep = gaps >= np.median(gaps)
+        # Lashes and shadow only ever shorten a measured gap: the fit starts from the upper part of the samples.
+        keep = gaps >= np.percentile(gaps, BASELINE_START_PERCENTILE)
         for _ in range(BASELINE_FIT_ROUNDS):
             if np.count_nonzero(keep) < lower_features.shape[1] * 4:
                 return
