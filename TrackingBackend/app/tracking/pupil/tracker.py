@@ -8,7 +8,9 @@ widens to the whole frame when that fails.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 import cv2
 import numpy as np
@@ -37,6 +39,12 @@ TRACK_WINDOW_RADII = 3.0
 HAAR_TO_PUPIL_RADIUS = 1.15
 HSF_RADIUS_FACTORS = (0.7, 0.85, 1.0, 1.2, 1.4)
 DEDUPE_FRACTION = 1.0
+START_AT_LAST = True
+# A find at least this confident that moved less than CONTINUE_MOVE x the pupil's size and changed size by
+# less than CONTINUE_SIZE is taken at once while tracking.
+CONTINUE_CONFIDENCE = 0.7
+CONTINUE_MOVE = 0.25
+CONTINUE_SIZE = 0.2
 DEDUPE_CONFIDENCE = 0.9
 UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
 
@@ -83,10 +91,20 @@ class PupilTracker:
         self._last = best if best.confidence >= threshold else None
         return best
 
-    def _candidates(self, gray: GrayU8, local: bool, cache: dict[bool, list[Candidate]]) -> list[Candidate]:
+    def _continues(self, found: PupilResult) -> bool:
+        """A confident find that continues the tracked pupil ends the search (no other candidate is tried)."""
+        last = self._last
+        return last is not None and found.confidence >= CONTINUE_CONFIDENCE and _similar(found, last)
+
+    def _candidates(self, gray: GrayU8, local: bool, cache: dict[bool, list[Candidate]]) -> Iterator[Candidate]:
+        """Candidates of one scope; near the last pupil, first that pupil itself (the coarse search runs only
+        when it is not found again)."""
+        if local and self._last is not None and START_AT_LAST:
+            last = self._last
+            yield Candidate(last.x, last.y, max(last.ellipse_w, last.ellipse_h) / 2.0 / HAAR_TO_PUPIL_RADIUS, 0.0)
         if local not in cache:
             cache[local] = coarse_candidates(gray, self._last if local else None)
-        return cache[local]
+        yield from cache[local]
 
     def _run(self, name: AlgorithmName, gray: GrayU8, cache: dict[bool, list[Candidate]]) -> PupilResult:
         if name == AlgorithmName.BLOB:
@@ -96,7 +114,7 @@ class PupilTracker:
         tried: list[PupilResult] = []
         seen: set[Candidate] = set()
         for local in scopes:
-            for candidate in self._candidates(gray, local, cache)[: 1 if name == AlgorithmName.HSF else None]:
+            for candidate in islice(self._candidates(gray, local, cache), 1 if name == AlgorithmName.HSF else None):
                 # The whole-frame search often finds the window's candidates again: same input, same result. And a
                 # candidate inside a pupil already refined this frame grows the same region again.
                 if candidate in seen or any(_inside(candidate, done) for done in tried):
@@ -107,12 +125,19 @@ class PupilTracker:
                     tried.append(result)
                 if result.confidence > best.confidence:
                     best = result
-                if best.confidence >= SURE_CONFIDENCE:
+                if best.confidence >= SURE_CONFIDENCE or (local and self._continues(best)):
                     return best
             # A weak find near the last pupil may be a lash or a shadow: the whole frame gets a look too.
             if best.confidence >= max(self.config.confidence_threshold, LOCAL_ACCEPT_CONFIDENCE if local else 0.0):
                 return best
         return best
+
+
+def _similar(found: PupilResult, last: PupilResult) -> bool:
+    """The same pupil a frame later: moved less than a fraction of its size, about the same size."""
+    size, last_size = max(found.ellipse_w, found.ellipse_h), max(last.ellipse_w, last.ellipse_h)
+    moved = np.hypot(found.x - last.x, found.y - last.y)
+    return bool(moved < CONTINUE_MOVE * last_size and abs(size - last_size) < CONTINUE_SIZE * last_size)
 
 
 def _inside(candidate: Candidate, found: PupilResult) -> bool:
