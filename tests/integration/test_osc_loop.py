@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ from typing import Any
 from pythonosc.osc_message import OscMessage
 
 from app.config.models import OscConfig, TrackerPosition
+from app.osc.output import BLINK_REPEATS
 from app.osc.sender import OscOutputs
 from app.runtime.osc_process import OscSettings, run_osc_loop
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
@@ -226,3 +228,27 @@ def test_single_eye_sends_everything_from_that_eye() -> None:
         sink.close()
     assert set(got) == {f"/avatar/parameters/v2/{n}" for n in ("EyeX", "EyeY", "EyeLid", "PupilDilation")}
     assert got["/avatar/parameters/v2/EyeX"][-1] == [0.30000001192092896]
+
+
+def test_wild_values_are_clamped_blinks_repeated_and_sync_blink_followed_through_the_loop() -> None:
+    sink = Sink()
+    v1 = "/avatar/parameters/"
+    try:
+        with running({"outputs": [{"mode": "v1", "port": sink.port}], "sync_blink": True}) as eyes:
+            for _ in range(8):
+                eyes.feed(LEFT, gaze_x=math.nan, gaze_y=7.0, openness=0.0, dilation=math.inf)
+                eyes.feed(RIGHT, gaze_x=-3.0, gaze_y=0.5, openness=0.9, dilation=0.5)
+                time.sleep(1 / FPS)
+            time.sleep(0.1)
+        got = sink.by_address()
+    finally:
+        sink.close()
+    assert all(math.isfinite(v) for values in got.values() for args in values for v in args)
+    assert got[v1 + "LeftEyeX"][-1] == [0.0]  # NaN: the middle of the range
+    assert got[v1 + "RightEyeX"][-1] == [-1.0]
+    assert got[v1 + "EyesY"][-1] == [0.75]  # (1 + 0.5) / 2
+    assert got[v1 + "EyesDilation"][-1] == [0.75]
+    # Sync blink: both lids take the closed eye's openness; the closing update repeats them.
+    for lid in ("LeftEyeLidExpandedSqueeze", "RightEyeLidExpandedSqueeze"):
+        assert {args[0] for args in got[v1 + lid]} == {0.0}
+        assert len(got[v1 + lid]) >= BLINK_REPEATS + 7 - 1

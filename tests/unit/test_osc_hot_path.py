@@ -144,6 +144,20 @@ def test_result_reader_on_a_real_pipe_one_record_a_backlog_and_a_split_frame() -
         rx.close()
 
 
+def test_result_reader_without_poll_uses_the_connection() -> None:
+    rx, tx = Pipe(duplex=False)
+    reader = ResultReader(rx, use_poll=False)  # as on Windows
+    try:
+        assert reader.fast_path() is None
+        assert reader.wait(0.0) == []
+        for i in range(3):
+            tx.send_bytes(pack_result(_record(i)))
+        assert reader.wait(1.0) == [_fields(_record(i)) for i in range(3)]
+    finally:
+        rx.close()
+        tx.close()
+
+
 def test_result_reader_refuses_a_message_that_is_not_a_record() -> None:
     rx, tx = Pipe(duplex=False)
     try:

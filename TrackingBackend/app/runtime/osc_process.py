@@ -104,12 +104,12 @@ class ResultReader:
     re-check per result that was most of an update's cost.) Elsewhere `Connection` itself is used.
     """
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, use_poll: bool = hasattr(select, "poll")) -> None:
         self._connection = connection
         self._poller: Any = None
         self._fd = -1
         self._pending = b""
-        if hasattr(select, "poll"):
+        if use_poll:
             self._fd = connection.fileno()
             self._poller = select.poll()
             self._poller.register(self._fd, select.POLLIN)
