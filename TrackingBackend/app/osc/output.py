@@ -93,12 +93,22 @@ class TargetEncoder:
             except OSError as exc:
                 failed(exc)
                 refused += 1
-        if program.lids:
-            left_closed = frame.left.openness <= CLOSED_OPENNESS
-            right_closed = frame.right.openness <= CLOSED_OPENNESS
+        if not program.lids:
+            return attempts - refused
+        left_closed = frame.left.openness <= CLOSED_OPENNESS
+        right_closed = frame.right.openness <= CLOSED_OPENNESS
+        was_closed = self._was_closed
+        if not (left_closed or right_closed or was_closed):  # the usual case: open eyes, no blink to track
+            attempts += len(program.lids)
+            for header, start, end, _ in program.lids:
+                try:
+                    send(header + packed[start:end])
+                except OSError as exc:
+                    failed(exc)
+                    refused += 1
+        else:
             # indexed by lid kind: NOT_LID, LEFT_LID, RIGHT_LID, EITHER_LID
             closed_by_lid = (False, left_closed, right_closed, left_closed or right_closed)
-            was_closed = self._was_closed
             for header, start, end, lid in program.lids:
                 data = header + packed[start:end]
                 repeats = 1
