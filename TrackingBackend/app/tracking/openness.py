@@ -83,8 +83,11 @@ USUAL_SAMPLE_CONFIDENCE = 0.75
 # A detector's confidence scale depends on the camera (blur, resolution): with a user whose pupil is
 # usually found at a lower confidence, the ramp moves down to end this far below their usual confidence.
 VISIBLE_CONFIDENCE_BELOW_USUAL = 0.1
-# Pupil size may differ from the user's usual size by this log-ratio before visibility drops.
-SIZE_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.4
+# Pupil size may differ from its recent size (the median of the last RECENT_SIZE_FRAMES plainly seen pupils:
+# a blink is shorter, a change of dilation slower) by this log-ratio before visibility drops. A shape found
+# on closed lids (the dark slit between nearly closed lids, the lash line) is mostly larger: less tolerance.
+SIZE_TOLERANCE_LOG, LARGER_TOLERANCE_LOG, SIZE_SPAN_LOG = 0.8, 0.5, 0.4
+RECENT_SIZE_FRAMES = 60
 # Blink hysteresis on openness (a blink is openness < 0.2); a blink starts only while the pupil is mostly
 # hidden (presence under BLINK_VISIBLE_ON) and ends once it is plainly seen again (visibility), so lid noise
 # alone cannot flag an open eye.
@@ -410,6 +413,7 @@ class LidEstimator:
         self.confident = confident
         self._baseline = LidBaseline()
         self._pupil_size = _RunningMedian()
+        self._recent_size = _RunningMedian(RECENT_SIZE_FRAMES)
         self._iris_radius = _RunningMedian()
         self._pupil_height_ratio = _RunningMedian()
         self._dark_fraction = _RunningMedian()
@@ -443,6 +447,7 @@ class LidEstimator:
         radius = self._last_radius or min(height, width) * 0.06
         if seen:
             self._pupil_size.add(max(pupil.ellipse_w, pupil.ellipse_h))
+            self._recent_size.add(max(pupil.ellipse_w, pupil.ellipse_h))
             self._seen_count += 1
             # The iris' size does not change: once known, a sample now and then keeps it current.
             due = not self._iris_radius.ready or self._seen_count % IRIS_SAMPLE_EVERY == 0
@@ -557,10 +562,11 @@ class LidEstimator:
             PRESENT_CONFIDENCE[1] - PRESENT_CONFIDENCE[0]
         )
         shape = [(aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0])]
-        usual = self._pupil_size.median if self._pupil_size.ready else None
+        usual = self._recent_size.median if self._recent_size.ready else None
         if usual:
-            size_error = abs(float(np.log(long_axis / usual)))
-            shape.append(1.0 - (size_error - SIZE_TOLERANCE_LOG) / SIZE_SPAN_LOG)
+            size_log = float(np.log(long_axis / usual))
+            tolerance = LARGER_TOLERANCE_LOG if size_log > 0.0 else SIZE_TOLERANCE_LOG
+            shape.append(1.0 - (abs(size_log) - tolerance) / SIZE_SPAN_LOG)
         seen, present = [confidence, *shape], [confidence_present, *shape]
         usual_height = self._pupil_height_ratio.median if self._pupil_height_ratio.ready else None
         if usual_height:
