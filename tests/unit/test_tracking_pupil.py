@@ -8,6 +8,7 @@ import numpy.typing as npt
 import pytest
 
 from app.camera.base import GrayImage
+from app.camera.virtual_eye import PRESETS, GazeScript, render_eye
 from app.config.models import AlgorithmConfig, AlgorithmName
 from app.tracking.pupil.tracker import PupilTracker
 
@@ -106,3 +107,64 @@ def test_tracking_follows_a_moving_pupil() -> None:
         cx, cy = 80.0 + 6.5 * step, 110.0 + 1.5 * step
         result = tracker.detect(draw_eye(cx, cy, seed=step))
         assert np.hypot(result.x - cx, result.y - cy) < 1.0
+
+
+def cover_with_upper_lid(gray: GrayImage, lid_y: float, margin_px: int = 3) -> GrayImage:
+    """Skin above `lid_y` with a dark lid margin along its edge: a chord across the top of the pupil."""
+    covered = gray.copy()
+    top = int(np.ceil(lid_y))
+    covered[:top] = 165
+    covered[max(top - margin_px, 0) : top] = 70
+    return covered
+
+
+@pytest.mark.parametrize(
+    ("cx", "hidden_radii", "tolerance_px", "min_confidence"),
+    [(100.4, 0.8, 1.0, 0.5), (131.7, 0.8, 1.0, 0.5), (90.2, 1.0, 2.0, 0.4)],
+)
+def test_a_pupil_cut_by_the_lid_keeps_the_whole_pupils_centre(
+    cx: float, hidden_radii: float, tolerance_px: float, min_confidence: float
+) -> None:
+    # The lid hides the top 0.8 (or 1.0: half the pupil) of the pupil radius. Fitting through the lid chord
+    # put the centre 1.5 px (7 px) low; the iris-bordered rim alone gives the whole pupil. Half hidden, half
+    # the outline has no contrast: the confidence says so.
+    cy, radius = 120.3, 16.0
+    gray = cover_with_upper_lid(draw_eye(cx, cy, pupil_r=radius, seed=3), cy - radius * (1.0 - hidden_radii))
+    x, y, confidence = detect(AlgorithmName.HSRAC, gray)
+    assert np.hypot(x - cx, y - cy) <= tolerance_px
+    assert min_confidence <= confidence <= 1.0
+
+
+def test_a_glint_on_the_rim_does_not_pull_the_centre() -> None:
+    cx, cy, radius = 118.6, 121.2, 15.0
+    gray = draw_eye(cx, cy, pupil_r=radius, seed=5)
+    for angle in (0.6, 2.9):
+        centre = (round((cx + radius * np.cos(angle)) * 16), round((cy + radius * np.sin(angle)) * 16))
+        cv2.circle(gray, centre, 3 * 16, 250, -1, cv2.LINE_AA, 4)
+    x, y, confidence = detect(AlgorithmName.HSRAC, gray)
+    assert np.hypot(x - cx, y - cy) <= 0.5
+    assert confidence >= 0.5
+
+
+def test_virtual_eye_pupil_under_the_lid_is_found_at_its_true_centre() -> None:
+    # The easy preset's frames where the upper lid hides ~40 % of the pupil (seed 7, about 14 s in): the
+    # ellipse fitted through the lid chord was 5-10 px off.
+    preset = PRESETS["easy"]
+    script = GazeScript(7)
+    rng = np.random.default_rng(0)
+    errors = []
+    for frame in range(830, 871, 8):
+        gray, truth = render_eye(script.state_at(frame / preset.fps), preset, rng)
+        assert truth.pupil_visible_fraction < 0.7
+        result = PupilTracker(AlgorithmConfig()).detect(gray)
+        errors.append(np.hypot(result.x - truth.pupil_x, result.y - truth.pupil_y))
+    assert max(errors) <= 1.5
+
+
+def test_tracking_continues_a_pupil_that_moves_and_dilates() -> None:
+    tracker = PupilTracker(AlgorithmConfig())
+    for step in range(10):
+        cx, cy, radius = 100.0 + 3.0 * step, 120.0 - 1.0 * step, 12.0 + 0.8 * step
+        result = tracker.detect(draw_eye(cx, cy, pupil_r=radius, seed=step))
+        assert np.hypot(result.x - cx, result.y - cy) < 0.8
+        assert result.ellipse_w == pytest.approx(2.0 * radius, abs=2.0)
