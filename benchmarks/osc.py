@@ -306,7 +306,7 @@ def main(argv: list[str]) -> int:
         f"medians of {repeat} run(s); CPU in % of one core"
     )
     print(
-        f"{'case':<30} {'msgs/s':>7} {'CPU L %':>7} {'CPU R %':>7} {'CPU sum %':>9} {'µs/update':>9} "
+        f"{'case':<30} {'msgs/s':>7} {'CPU L %':>7} {'CPU R %':>7} {'CPU sum %':>9} {'µs/result':>9} "
         f"{'µs CPU/msg':>10}  target (sum)"
     )
     for p, runs in ((one, one_runs), (three, three_runs)):
@@ -324,9 +324,9 @@ def main(argv: list[str]) -> int:
         extra_us = (three.cpu_pct_total - one.cpu_pct_total) / 100 / extra_msgs * 1e6
         per_target = {"v1": one.cpu_us_per_message, "extra (module, babble)": extra_us}
         print(
-            f"µs CPU per message per target: v1 {one.cpu_us_per_message:.1f} (whole process cost over its "
-            f"messages); each added module/babble message {extra_us:.1f}; each added target "
-            f"{(three.cpu_pct_total - one.cpu_pct_total) / 2:.2f} % of a core"
+            f"µs CPU per message: 1 target (v1) {one.cpu_us_per_message:.1f} (both processes' CPU over the "
+            f"messages sent, wake-ups included); the 2 added targets (module, babble) {extra_us:.1f} per "
+            f"added message, {(three.cpu_pct_total - one.cpu_pct_total) / 2:.2f} % of a core per added target"
         )
     print(
         f"issue #5  (1 target,  sum of both processes): {one.cpu_pct_total:.2f} % "
