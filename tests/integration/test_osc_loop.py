@@ -14,12 +14,13 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any
 
+import pytest
 from pythonosc.osc_message import OscMessage
 
 from app.config.models import OscConfig, TrackerPosition
 from app.osc.output import BLINK_REPEATS
 from app.osc.sender import OscOutputs
-from app.runtime.osc_process import OscSettings, run_osc_loop
+from app.runtime.osc_process import BENCH_LATENCY_ADDRESS, BENCH_LATENCY_ENV, OscSettings, run_osc_loop
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
 from app.runtime.worker_host import StatusPublisher
 
@@ -252,3 +253,21 @@ def test_wild_values_are_clamped_blinks_repeated_and_sync_blink_followed_through
     for lid in ("LeftEyeLidExpandedSqueeze", "RightEyeLidExpandedSqueeze"):
         assert {args[0] for args in got[v1 + lid]} == {0.0}
         assert len(got[v1 + lid]) >= BLINK_REPEATS + 7 - 1
+
+
+def test_bench_latency_datagram_follows_each_update_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BENCH_LATENCY_ENV, "1")
+    sink = Sink()
+    try:
+        with running({"outputs": [{"mode": "v1", "port": sink.port}]}) as eyes:
+            for _ in range(5):
+                eyes.feed(LEFT, gaze_x=0.1, sequence=42.0, capture_ts=time.monotonic() - 0.01, pupil_x=12.5)
+                time.sleep(1 / FPS)
+            time.sleep(0.1)
+        records = [m.params for _, m in sink.messages if m.address == BENCH_LATENCY_ADDRESS]
+    finally:
+        sink.close()
+    assert len(records) == 5  # one per update
+    latency = records[-1]
+    assert latency[0] == LEFT.value and latency[1] == 42 and latency[4] == 12.5
+    assert 0.0 < latency[3] - latency[2] < 1.0  # sent_ts after capture_ts
