@@ -18,7 +18,9 @@ import pytest
 from pythonosc.osc_message import OscMessage
 
 from app.config.models import OscConfig, TrackerPosition
-from app.osc.output import BLINK_REPEATS
+from app.osc.compose import eye_values, frame_of
+from app.osc.modes import resolve_targets
+from app.osc.output import BLINK_REPEATS, TargetEncoder
 from app.osc.sender import OscOutputs
 from app.runtime.osc_process import BENCH_LATENCY_ADDRESS, BENCH_LATENCY_ENV, OscSettings, run_osc_loop
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
@@ -271,3 +273,25 @@ def test_bench_latency_datagram_follows_each_update_when_asked_for(monkeypatch: 
     latency = records[-1]
     assert latency[0] == LEFT.value and latency[1] == 42 and latency[4] == 12.5
     assert 0.0 < latency[3] - latency[2] < 1.0  # sent_ts after capture_ts
+
+
+def test_outputs_send_puts_exactly_the_encoders_datagrams_on_the_wire() -> None:
+    sink = Sink()
+    outputs = OscOutputs()
+    try:
+        config = OscConfig.model_validate({"outputs": [{"mode": "babble", "port": sink.port}]})
+        outputs.configure(resolve_targets(config))
+        left = eye_values(-0.25, 0.5, 0.05, 0.5, 0.0, 0.0)  # closed: the lid goes out BLINK_REPEATS times
+        right = eye_values(0.25, -0.5, 0.9, 0.5, 0.0, 0.0)
+        frame = frame_of(left, right, False, False)
+        assert frame is not None
+        expected = TargetEncoder(outputs.plans[0]).datagrams(frame, LEFT)
+        assert outputs.send(frame, LEFT) == len(expected) == 6 + BLINK_REPEATS - 1
+        time.sleep(0.1)
+        received = sorted(m.dgram for _, m in sink.messages)
+        status = outputs.status()
+    finally:
+        outputs.close()
+        sink.close()
+    assert received == sorted(expected)
+    assert status[0]["messages_sent"] == len(expected) and status[0]["send_errors"] == 0
