@@ -319,7 +319,8 @@ class LidBaseline:
         ones = np.ones_like(u)
         if self._count < MIN_FIT_SAMPLES:
             return ones[:, None], ones[:, None]
-        return np.column_stack([ones, u * u]), np.column_stack([ones, v, u * u])
+        # The lids' corner line is tilted: both lids shift with the column (the gap does not).
+        return np.column_stack([ones, u * u]), np.column_stack([ones, u, v, u * u])
 
     def _fit(self) -> None:
         data = np.asarray(self._samples, np.float64)
@@ -522,21 +523,21 @@ class LidEstimator:
             lower_y = max(lower_y, y + relaxed_lower)
         if edges.upper_censored:
             upper_y = min(upper_y, relaxed_upper_y)
-        # Closed lids still leave a dark band (lashes, lid margins) of about CLOSED_GAP_RATIO of the gap.
-        ratio = max(lower_y - upper_y, 0.0) / relaxed_gap
-        ratio = max(ratio - CLOSED_GAP_RATIO, 0.0) / (1.0 - CLOSED_GAP_RATIO)
-        if ratio >= 1.0:
+        # Split the narrowing on the measured gap itself: loss = closing + k x squeeze-loss and
+        # lower_rise = LOWER_SHARE_CLOSING x closing + LOWER_SHARE_SQUEEZE x k x squeeze-loss.
+        loss = 1.0 - max(lower_y - upper_y, 0.0) / relaxed_gap
+        if loss <= 0.0:
             return 1.0, widen, 0.0
-        loss = 1.0 - ratio
         lower_rise = _clamp((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss)
-        # loss = closing + squeezed, lower_rise = LOWER_SHARE_CLOSING x closing + LOWER_SHARE_SQUEEZE x squeezed.
         squeezed = (lower_rise - LOWER_SHARE_CLOSING * loss) / (LOWER_SHARE_SQUEEZE - LOWER_SHARE_CLOSING)
         # A squeezed eye is still open: without a pupil showing, all of the narrowing is closing.
         squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * presence
         # gap / relaxed gap = openness x (1 - squeeze loss), and squeezed = openness x squeeze loss.
-        openness = _clamp(ratio + squeezed, 0.0, 1.0)
-        level = squeezed / max(openness, 1e-3) / SQUEEZE_GAP_LOSS
+        open_share = _clamp(1.0 - loss + squeezed, 0.0, 1.0)
+        level = squeezed / max(open_share, 1e-3) / SQUEEZE_GAP_LOSS
         squeeze = _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0)
+        # Closed lids still leave a dark band (lashes, lid margins) of about CLOSED_GAP_RATIO of the gap.
+        openness = _clamp((open_share - CLOSED_GAP_RATIO) / (1.0 - CLOSED_GAP_RATIO), 0.0, 1.0)
         return openness, 0.0, squeeze
 
     def _visibility(self, pupil: PupilResult, dark: float) -> tuple[float, float]:
