@@ -14,6 +14,7 @@ Ellipse = tuple[tuple[float, float], tuple[float, float], float]
 # Outline-contrast votes (PuRe): a point on the ellipse votes when its outside is this much brighter.
 OUTLINE_BIAS_GREY = 5.0
 OUTLINE_SAMPLES = 32
+MIN_SEEN_FRACTION = 0.5
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, OUTLINE_SAMPLES, endpoint=False)
 _COS, _SIN = np.cos(_ANGLES), np.sin(_ANGLES)
 
@@ -50,10 +51,29 @@ def median(values: npt.NDArray[np.generic]) -> float:
 
 def outline_confidence(gray: GrayU8, ellipse: Ellipse) -> float:
     """Fraction of outline points whose outside is brighter than the inside (PuRe's outline contrast)."""
+    values = _outline_samples(gray, ellipse)
+    if values is None:
+        return 0.0
+    return float(np.mean(values[1] - values[0] > OUTLINE_BIAS_GREY))
+
+
+def visible_outline_score(gray: GrayU8, ellipse: Ellipse, dark_level: float) -> float:
+    """Outline contrast counted only where the inside is pupil-dark (below `dark_level`): a lid or lashes over
+    part of the outline neither vote for nor against the ellipse. At least half the outline must be seen."""
+    values = _outline_samples(gray, ellipse)
+    if values is None:
+        return 0.0
+    seen = values[0] < dark_level
+    votes = int(np.count_nonzero(seen & (values[1] - values[0] > OUTLINE_BIAS_GREY)))
+    return votes / max(float(np.count_nonzero(seen)), MIN_SEEN_FRACTION * OUTLINE_SAMPLES)
+
+
+def _outline_samples(gray: GrayU8, ellipse: Ellipse) -> npt.NDArray[np.int16] | None:
+    """Grey levels just inside (row 0) and just outside (row 1) the ellipse at OUTLINE_SAMPLES angles."""
     (cx, cy), (w, h), angle_deg = ellipse
     a, b = w / 2.0, h / 2.0
     if a < 1.0 or b < 1.0:
-        return 0.0
+        return None
     height, width = gray.shape
     cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
     offset_px = max(1.5, 0.15 * min(a, b))
@@ -64,5 +84,5 @@ def outline_confidence(gray: GrayU8, ellipse: Ellipse) -> float:
     ux, uy = scales[0] * _COS, scales[1] * _SIN
     xi = np.clip((cx + ux * cos_a - uy * sin_a + 0.5).astype(np.int64), 0, width - 1)
     yi = np.clip((cy + ux * sin_a + uy * cos_a + 0.5).astype(np.int64), 0, height - 1)
-    values = gray[yi, xi].astype(np.int16)
-    return float(np.mean(values[1] - values[0] > OUTLINE_BIAS_GREY))
+    values: npt.NDArray[np.int16] = gray[yi, xi].astype(np.int16)
+    return values

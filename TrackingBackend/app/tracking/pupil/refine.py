@@ -1,8 +1,9 @@
 """Refine a coarse pupil guess: grow the dark region with a local adaptive threshold, then fit its rim.
 
-The region gives the pupil and iris grey levels and a first centre and size; the rim comes from the
-starburst ray fit (`rays.py`). When too few rays find the rim, the ellipse is fitted to the region's
-outline (without glint notches or occluder chords) and refined on Canny edges.
+The region gives the pupil and iris grey levels and a first centre and size. Two fits follow: the starburst
+ray fit (`rays.py`, iris-bordered rim only: right under lids and glints) and the region's outline (without
+glint notches or occluder chords) refined on Canny edges (steadier on real eyes whose iris is uneven). The
+one whose visible outline contrasts better wins, the ray fit on a tie.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from app.tracking.pupil.ellipse import (
     fit_ellipse,
     median,
     outline_confidence,
+    visible_outline_score,
 )
 from app.tracking.pupil.rays import fit_rays
 from app.tracking.results import PupilResult
@@ -26,6 +28,8 @@ from app.tracking.results import PupilResult
 # The region is searched within this many coarse radii of the guess.
 ROI_RADII = 4.0
 THRESHOLD_ITERATIONS = 2
+# The ray fit is kept unless the region fit's visible outline scores this much better.
+RAY_FIT_PREFERENCE = 0.05
 # Threshold = inside + THRESHOLD_FRACTION x (outside - inside): the edge's half-way grey level.
 THRESHOLD_FRACTION = 0.45
 INITIAL_THRESHOLD_GREY = 12.0
@@ -75,16 +79,28 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
         min(int(centroid[1] + 0.5), roi.shape[0] - 1), min(int(centroid[0] + 0.5), roi.shape[1] - 1)
     ]
     start = centroid if inside_centroid else seed
-    ellipse = fit_rays(roi, start, reach_px, inside_level, outside_level, glints)
-    if ellipse is None:
-        ellipse = _fit_region(roi, region, glints, inside_level, half)
+    fits = (
+        fit_rays(roi, start, reach_px, inside_level, outside_level, glints),
+        _fit_region(roi, region, glints, inside_level, half),
+    )
+    # The ray fit and the region fit each fail in their own way (a ray fit on few rim rays, a region fit
+    # through a lid chord): the one whose visible outline contrasts best wins.
+    dark_level = inside_level + 0.5 * (outside_level - inside_level)
+    best: Ellipse | None = None
+    best_score = -1.0
+    for ellipse in fits:
         if ellipse is None:
-            return PupilResult.none(algorithm)
-    (ex, ey), (ew, eh), angle = ellipse
-    if not (np.isfinite(ex) and np.isfinite(ey)) or min(ew, eh) < 1.0:
+            continue
+        (ex, ey), (ew, eh), _ = ellipse
+        if not (np.isfinite(ex) and np.isfinite(ey)) or min(ew, eh) < 1.0:
+            continue
+        score = visible_outline_score(roi, ellipse, dark_level)
+        if score > best_score + RAY_FIT_PREFERENCE * (best is not None):
+            best, best_score = ellipse, score
+    if best is None:
         return PupilResult.none(algorithm)
-    ellipse = ((ex + x0, ey + y0), (ew, eh), angle)
-    confidence = outline_confidence(gray, ellipse)
+    (ex, ey), (ew, eh), angle = best
+    confidence = outline_confidence(gray, ((ex + x0, ey + y0), (ew, eh), angle))
     if min(ew, eh) < MIN_AXIS_RATIO * max(ew, eh):
         confidence *= 0.5
     return PupilResult(float(ex + x0), float(ey + y0), float(ew), float(eh), float(angle), confidence, algorithm)
