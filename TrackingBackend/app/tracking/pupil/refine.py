@@ -79,24 +79,18 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
         min(int(centroid[1] + 0.5), roi.shape[0] - 1), min(int(centroid[0] + 0.5), roi.shape[1] - 1)
     ]
     start = centroid if inside_centroid else seed
-    fits = (
-        fit_rays(roi, start, reach_px, inside_level, outside_level, glints),
-        _fit_region(roi, region, glints, inside_level, half),
-    )
     # The ray fit and the region fit each fail in their own way (a ray fit on few rim rays, a region fit
-    # through a lid chord): the one whose visible outline contrasts best wins.
+    # through a lid chord): the one whose visible outline contrasts best wins. The region fit is only worth
+    # computing when it could still win.
     dark_level = inside_level + 0.5 * (outside_level - inside_level)
-    best: Ellipse | None = None
-    best_score = -1.0
-    for ellipse in fits:
-        if ellipse is None:
-            continue
-        (ex, ey), (ew, eh), _ = ellipse
-        if not (np.isfinite(ex) and np.isfinite(ey)) or min(ew, eh) < 1.0:
-            continue
-        score = visible_outline_score(roi, ellipse, dark_level)
-        if score > best_score + RAY_FIT_PREFERENCE * (best is not None):
-            best, best_score = ellipse, score
+    best = _usable(fit_rays(roi, start, reach_px, inside_level, outside_level, glints))
+    best_score = -1.0 if best is None else visible_outline_score(roi, best, dark_level)
+    if best_score + RAY_FIT_PREFERENCE < 1.0:
+        region_fit = _usable(_fit_region(roi, region, glints, inside_level, half))
+        if region_fit is not None:
+            region_score = visible_outline_score(roi, region_fit, dark_level)
+            if best is None or region_score > best_score + RAY_FIT_PREFERENCE:
+                best = region_fit
     if best is None:
         return PupilResult.none(algorithm)
     (ex, ey), (ew, eh), angle = best
@@ -104,6 +98,13 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
     if min(ew, eh) < MIN_AXIS_RATIO * max(ew, eh):
         confidence *= 0.5
     return PupilResult(float(ex + x0), float(ey + y0), float(ew), float(eh), float(angle), confidence, algorithm)
+
+
+def _usable(ellipse: Ellipse | None) -> Ellipse | None:
+    if ellipse is None:
+        return None
+    (ex, ey), (ew, eh), _ = ellipse
+    return ellipse if np.isfinite(ex) and np.isfinite(ey) and min(ew, eh) >= 1.0 else None
 
 
 def _grow_region(
