@@ -51,8 +51,15 @@ BASELINE_START_PERCENTILE = 65
 MIN_FIT_SAMPLES = 60
 # A run end this close to the iris' rim (pixels, or fraction of the iris' half-height) is the rim, not a lid;
 # the lid beyond it is searched for over this fraction of the iris' half-height.
-IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.06
+IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.1
 SCLERA_SEARCH = 0.8
+# The lower lid's wet margin over the sclera: a bright line looked for this many columns either side of the
+# pupil, from this many rows below the iris' rim, standing this many grey levels (and this many times the
+# profile's own spread) above the rows two away. The run ends sit a couple of rows inside a lid (smoothing)
+# and the margin just outside it: the margin is put this many rows up to measure the lid as the runs do.
+LOWER_RIDGE_HALF_WIDTH_PX, LOWER_RIDGE_FROM_RIM_PX = 4, 2
+LOWER_RIDGE_MIN_LEVELS, LOWER_RIDGE_MIN_TO_SPREAD = 3.0, 4.0
+LOWER_RIDGE_TO_EDGE_PX = 3.0
 # A lid farther from the pupil than this x the iris' half-height (or x the pupil radius before the iris is
 # known) is not measured there: the run went on into shadow.
 MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.3, 6.0
@@ -240,7 +247,37 @@ def measure_lids(
             if smooth[r] < threshold:
                 lower, lower_censored = _crossing(smooth, r, r - 1, threshold), False
                 break
+    if lower_censored:
+        margin = _lower_margin_ridge(gray, x, lower, search)
+        if margin is not None:
+            lower, lower_censored = margin, False
     return LidEdges(upper, lower, upper_censored, lower_censored)
+
+
+def _lower_margin_ridge(gray: GrayU8, x: float, rim_y: float, search_px: int) -> float | None:
+    """The lower lid over the sclera, from its wet margin: a thin bright line just below the white of the eye.
+
+    The skin of the lower lid is often about as bright as the sclera, so no dark run ends there; the margin
+    still shows as a line brighter than the rows two above and below it. Looked for in a narrow band (the lid
+    slopes across a wide one), from just below the iris' rim; None unless the line stands out.
+    """
+    height, width = gray.shape
+    x0, x1 = max(int(x) - LOWER_RIDGE_HALF_WIDTH_PX, 0), min(int(x) + LOWER_RIDGE_HALF_WIDTH_PX + 1, width)
+    first, last = int(rim_y) + LOWER_RIDGE_FROM_RIM_PX, min(int(rim_y) + search_px, height - 3)
+    if x1 <= x0 or last - first < 3 or first < 2:
+        return None
+    profile = cv2.reduce(gray[first - 2 : last + 3, x0:x1], 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F)[:, 0]
+    ridge = profile[2:-2] - np.maximum(profile[:-4], profile[4:])
+    best = int(np.argmax(ridge))
+    peak = float(ridge[best])
+    spread = float(np.median(np.abs(ridge - np.median(ridge))))
+    if peak < max(LOWER_RIDGE_MIN_LEVELS, LOWER_RIDGE_MIN_TO_SPREAD * spread):
+        return None
+    offset = 0.0
+    if 0 < best < len(ridge) - 1:
+        a, b, c = float(ridge[best - 1]), peak, float(ridge[best + 1])
+        offset = _clamp(0.5 * (a - c) / max(a - 2.0 * b + c, -1e6) if a - 2.0 * b + c < 0 else 0.0, -0.5, 0.5)
+    return first + best + offset - LOWER_RIDGE_TO_EDGE_PX
 
 
 def measure_iris_half_width(gray: GrayU8, x: float, y: float, radius_px: float) -> float | None:
