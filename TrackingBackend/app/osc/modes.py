@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from app.config.models import DEFAULT_PORT_BY_MODE, OscConfig, OscMode, OscTargetConfig, TrackerPosition
-from app.osc.compose import EyeFrame, EyeValues, FrameLayout, lid_module, lid_v1_expanded
+from app.osc.compose import EyeFrame, FrameLayout, lid_module, lid_v1_expanded
 from app.osc.messages import clamp
 
 V2_PREFIX = "/avatar/parameters/v2/"
@@ -136,10 +136,6 @@ def resolve_targets(config: OscConfig) -> list[TargetPlan]:
 # of every message, flat, computed on each update).
 
 
-def _lid_plain(eye: EyeValues) -> float:
-    return eye.openness
-
-
 def specs_v1(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     a = plan.address
     return [
@@ -190,23 +186,16 @@ def _specs_v2_like(plan: TargetPlan, f: FrameLayout, dilation: bool) -> list[Mes
     return specs
 
 
-def _values_v2_like(f: EyeFrame, lid: Callable[[EyeValues], float], dilation: bool) -> tuple[float, ...]:
-    left, right = f.left, f.right
-    if f.layout.single:
-        values: tuple[float, ...] = (left.gaze_x, left.gaze_y, lid(left))
-    else:
-        values = (left.gaze_x, left.gaze_y, right.gaze_x, right.gaze_y, lid(left), lid(right))
-    if dilation:
-        return (*values, (left.dilation + right.dilation) / 2.0)
-    return values
-
-
 def specs_v2(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     return _specs_v2_like(plan, f, dilation=True)
 
 
 def values_v2(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    return _values_v2_like(f, _lid_plain, dilation=True)
+    left, right = f.left, f.right
+    dilation = (left.dilation + right.dilation) / 2.0
+    if f.layout.single:
+        return (left.gaze_x, left.gaze_y, left.openness, dilation)
+    return (left.gaze_x, left.gaze_y, right.gaze_x, right.gaze_y, left.openness, right.openness, dilation)
 
 
 def specs_module(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
@@ -215,7 +204,11 @@ def specs_module(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
 
 
 def values_module(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    return _values_v2_like(f, lid_module, dilation=False)
+    # Written out rather than shared with v2: one call per target and update (see app.osc.output).
+    left, right = f.left, f.right
+    if f.layout.single:
+        return (left.gaze_x, left.gaze_y, lid_module(left))
+    return (left.gaze_x, left.gaze_y, right.gaze_x, right.gaze_y, lid_module(left), lid_module(right))
 
 
 def specs_native(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
