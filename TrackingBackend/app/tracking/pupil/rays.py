@@ -23,12 +23,12 @@ RAY_BLUR_KSIZE = 5
 # Rays reach this x the initial semi-major axis, plus a margin.
 RAY_REACH = 1.6
 RAY_REACH_MARGIN_PX = 4.0
-RAY_EDGE_FRACTION = 0.5
+RAY_EDGE_FRACTION = 0.45
 # Half-width of the search for the steepest rise around the mid-level crossing, in samples.
 RAY_GRADIENT_WINDOW = 4
 # Samples this far past the edge must all be within IRIS_TOLERANCE x (iris - pupil) of the iris level.
 RAY_IRIS_STEPS_PX = (1.5, 2.5, 3.5, 5.0)
-RAY_IRIS_TOLERANCE = 0.35
+RAY_IRIS_TOLERANCE = 0.4
 RAY_GLINT_GAP_PX = 1.5
 RAY_MIN_POINTS = 10
 INLIER_PX = 1.0
