@@ -2,8 +2,10 @@
 
 Every algorithm returns a `PupilResult` with a confidence in [0, 1]; the next one runs when the
 confidence is below `algorithm.confidence_threshold`. Coarse Haar candidates are computed once per frame
-and shared. While the pupil is tracked, the search starts in a window around the last good pupil and
-widens to the whole frame when that fails.
+and shared. While the pupil is tracked, the last good pupil itself is refined first and a confident find
+that continues it ends the search; otherwise the search looks in a window around the last pupil, then
+over the whole frame. A candidate is never refined twice in a frame, nor one inside a pupil already found
+there with high confidence.
 """
 
 from __future__ import annotations
@@ -38,13 +40,12 @@ TRACK_WINDOW_RADII = 3.0
 # The inner square of the Haar feature sits inside the pupil: its half-size is about this x the radius.
 HAAR_TO_PUPIL_RADIUS = 1.15
 HSF_RADIUS_FACTORS = (0.7, 0.85, 1.0, 1.2, 1.4)
-DEDUPE_FRACTION = 1.0
-START_AT_LAST = True
 # A find at least this confident that moved less than CONTINUE_MOVE x the pupil's size and changed size by
 # less than CONTINUE_SIZE is taken at once while tracking.
 CONTINUE_CONFIDENCE = 0.7
 CONTINUE_MOVE = 0.25
 CONTINUE_SIZE = 0.2
+# A candidate inside (the inscribed circle of) a pupil found this confidently is not refined again.
 DEDUPE_CONFIDENCE = 0.9
 UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
 
@@ -99,7 +100,7 @@ class PupilTracker:
     def _candidates(self, gray: GrayU8, local: bool, cache: dict[bool, list[Candidate]]) -> Iterator[Candidate]:
         """Candidates of one scope; near the last pupil, first that pupil itself (the coarse search runs only
         when it is not found again)."""
-        if local and self._last is not None and START_AT_LAST:
+        if local and self._last is not None:
             last = self._last
             yield Candidate(last.x, last.y, max(last.ellipse_w, last.ellipse_h) / 2.0 / HAAR_TO_PUPIL_RADIUS, 0.0)
         if local not in cache:
@@ -142,7 +143,7 @@ def _similar(found: PupilResult, last: PupilResult) -> bool:
 
 def _inside(candidate: Candidate, found: PupilResult) -> bool:
     """Whether the candidate's centre lies within the found ellipse's inscribed circle."""
-    inner_radius = DEDUPE_FRACTION * min(found.ellipse_w, found.ellipse_h) / 2.0
+    inner_radius = min(found.ellipse_w, found.ellipse_h) / 2.0
     return bool(np.hypot(candidate.x - found.x, candidate.y - found.y) < inner_radius)
 
 
