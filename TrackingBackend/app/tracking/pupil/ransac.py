@@ -16,6 +16,7 @@ INLIER_DISTANCE_PX = 1.0
 MIN_EDGE_POINTS = 8
 # The best hypotheses by inlier count tried in turn until one is a plausible pupil.
 RANSAC_REFITS = 3
+_RIDGE = 1e-9 * np.eye(5)
 
 
 def ransac_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, seed: int = 0) -> PupilResult:
@@ -50,16 +51,20 @@ def ransac_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, seed: int
 
 
 def _best_hypothesis(points: npt.NDArray[np.float64], half: int, rng: np.random.Generator) -> Ellipse | None:
-    """All hypotheses at once: conics through 6 random points (SVD null vectors), scored by the number of
+    """All hypotheses at once: conics through 5 random points (one batched solve), scored by the number of
     points within INLIER_DISTANCE_PX (Sampson distance); the best plausible ellipse, refitted by cv2."""
     count = len(points)
     centre = points.mean(axis=0)
     scale = max(float(np.abs(points - centre).max()), 1.0)
     x, y = (points[:, 0] - centre[0]) / scale, (points[:, 1] - centre[1]) / scale
     design = np.column_stack([x * x, x * y, y * y, x, y, np.ones_like(x)])
-    samples = rng.integers(0, count, (RANSAC_ITERATIONS, 6))
-    _, _, vt = np.linalg.svd(design[samples])
-    conics = vt[:, -1, :]  # (iterations, 6): a, b, c, d, e, f
+    # Conics a x^2 + b xy + c y^2 + d x + e y = 1 through 5 random points each (the pupil does not pass
+    # through the edge points' centroid, so f = -1 loses nothing); a tiny ridge keeps repeated points solvable.
+    samples = rng.integers(0, count, (RANSAC_ITERATIONS, 5))
+    system = design[samples][:, :, :5]
+    normal = np.transpose(system, (0, 2, 1)) @ system + _RIDGE
+    coefficients = np.linalg.solve(normal, np.transpose(system, (0, 2, 1)).sum(axis=2)[..., None])[..., 0]
+    conics = np.concatenate([coefficients, -np.ones((RANSAC_ITERATIONS, 1))], axis=1)
     a, b, c, d, e = (conics[:, i : i + 1] for i in range(5))
     is_ellipse = (b * b - 4.0 * a * c)[:, 0] < 0
     values = design @ conics.T  # (points, iterations)
