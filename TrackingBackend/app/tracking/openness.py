@@ -44,11 +44,18 @@ MIN_BASELINE_SAMPLES = 20
 LOWER_SHARE_CLOSING, LOWER_SHARE_SQUEEZE = 0.25, 0.46
 # A full squeeze narrows the relaxed gap by about this fraction; a full widen opens it by this fraction.
 SQUEEZE_GAP_LOSS, WIDEN_GAP_GAIN = 0.4, 0.26
+# The squint reported is at most this many times what the upper lid's drop allows.
+SQUEEZE_UPPER_SLACK = 1.2
 # The baseline fit keeps samples whose gap is within this band (fraction of the gap) around the fit.
 BASELINE_KEEP = (-0.06, 0.1)
 BASELINE_FIT_ROUNDS = 3
 BASELINE_START_PERCENTILE = 65
 MIN_FIT_SAMPLES = 60
+# Lids follow the pupil's vertical movement about this far: a prior on the lower lid's slope with the
+# pupil's height (in relaxed gaps), weighted as BASELINE_PRIOR_WEIGHT squared units of that feature.
+LID_GAZE_FOLLOW_PRIOR = 0.5
+BASELINE_PRIOR_WEIGHT = 2.0
+LOWER_FEATURES, VERTICAL_FEATURE = 4, 2
 # A run end this close to the iris' rim (pixels, or fraction of the iris' half-height) is the rim, not a lid;
 # the lid beyond it is searched for over this fraction of the iris' half-height.
 IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.1
@@ -300,6 +307,18 @@ def measure_iris_half_width(gray: GrayU8, x: float, y: float, radius_px: float) 
     return min(x - left, right - x)
 
 
+def _fit_with_prior(
+    features: npt.NDArray[np.float64], values: npt.NDArray[np.float64], index: int, prior: float
+) -> npt.NDArray[np.float64]:
+    """Least squares with coefficient `index` pulled towards `prior` (weight BASELINE_PRIOR_WEIGHT)."""
+    row = np.zeros((1, features.shape[1]))
+    row[0, index] = math.sqrt(BASELINE_PRIOR_WEIGHT)
+    stacked = np.vstack([features, row])
+    target = np.concatenate([values, [math.sqrt(BASELINE_PRIOR_WEIGHT) * prior]])
+    coef, *_ = np.linalg.lstsq(stacked, target, rcond=None)
+    return np.asarray(coef, np.float64)
+
+
 class _RunningMedian:
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
         self.values: deque[float] = deque(maxlen=size)
@@ -377,9 +396,16 @@ class LidBaseline:
         if np.count_nonzero(keep) < lower_features.shape[1] * 4:
             return
         gap_coef, *_ = np.linalg.lstsq(gap_features[keep], gaps[keep], rcond=None)
-        lower_coef, *_ = np.linalg.lstsq(lower_features[keep], lowers[keep], rcond=None)
-        self._gap_coef, self._lower_coef = np.asarray(gap_coef, np.float64), np.asarray(lower_coef, np.float64)
-        # Predictions stay within the range seen: a fit must not extrapolate far from the samples.
+        self._gap_coef = np.asarray(gap_coef, np.float64)
+        # The lids follow vertical gaze part of the way: the lower lid's offset from the pupil shrinks as the
+        # pupil goes down. That prior lets the fit reach gaze it has not seen yet; the samples soon outweigh it.
+        if lower_features.shape[1] == LOWER_FEATURES:
+            slope_prior = (LID_GAZE_FOLLOW_PRIOR - 1.0) * self._scale
+            self._lower_coef = _fit_with_prior(lower_features[keep], lowers[keep], VERTICAL_FEATURE, slope_prior)
+        else:
+            lower_coef, *_ = np.linalg.lstsq(lower_features[keep], lowers[keep], rcond=None)
+            self._lower_coef = np.asarray(lower_coef, np.float64)
+        # Predictions stay near the range seen: a fit must not extrapolate far from the samples.
         self._gap_range = (float(np.percentile(gaps[keep], 2)), float(np.percentile(gaps[keep], 98)))
         self._lower_range = (float(np.percentile(lowers[keep], 2)), float(np.percentile(lowers[keep], 98)))
 
@@ -571,7 +597,14 @@ class LidEstimator:
         squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * presence
         # gap / relaxed gap = openness x (1 - squeeze loss), and squeezed = openness x squeeze loss.
         open_share = _clamp(1.0 - loss + squeezed, 0.0, 1.0)
-        level = squeezed / max(open_share, 1e-3) / SQUEEZE_GAP_LOSS
+        # A squint lowers the upper lid too (about as much as the lower lid rises): a lower lid risen alone is
+        # a baseline not caught up with this gaze yet, so only what the upper lid's drop backs is reported (an upper
+        # lid hidden above the iris' rim may have dropped by any amount).
+        upper_drop = max((upper_y - relaxed_upper_y) / relaxed_gap, 0.0)
+        backed = squeezed
+        if not edges.upper_censored:
+            backed = min(squeezed, SQUEEZE_UPPER_SLACK * upper_drop / (1.0 - LOWER_SHARE_SQUEEZE))
+        level = backed / max(open_share, 1e-3) / SQUEEZE_GAP_LOSS
         squeeze = _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0)
         # Closed lids still leave a dark band (lashes, lid margins) of about CLOSED_GAP_RATIO of the gap.
         openness = _clamp((open_share - CLOSED_GAP_RATIO) / (1.0 - CLOSED_GAP_RATIO), 0.0, 1.0)
