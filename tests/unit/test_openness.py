@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -86,3 +87,32 @@ def test_relaxed_open_eye_reads_no_widen_and_no_squeeze() -> None:
     assert float(np.mean([r.squeeze for r, _ in results])) <= 0.02
     assert float(np.mean([r.openness for r, _ in results])) >= 0.9
     assert not any(r.blink for r, _ in results)
+
+
+def _lid_episode(openness: float, squeeze: float) -> Callable[[float], EyeState]:
+    """The wandering relaxed eye, easing from 3 s (over 0.3 s) into a held openness and squeeze."""
+
+    def script(ts: float) -> EyeState:
+        weight = min(max((ts - 3.0) / 0.3, 0.0), 1.0)
+        state = _wander(ts)
+        return dataclasses.replace(state, openness=1.0 - (1.0 - openness) * weight, squeeze=squeeze * weight)
+
+    return script
+
+
+def test_a_squint_reads_as_squeeze_and_half_closing_as_openness() -> None:
+    # Both narrow the lids; a squint raises the lower lid about as much as the upper lid falls, half-closing
+    # is mostly the upper lid. Frames 200-300 (the episode held, gaze still wandering). Measured: squeeze 0.7
+    # read as squeeze 0.44 (MAE 0.26) at openness 0.99; openness 0.5 read as 0.57 (MAE 0.12), squeeze 0.01.
+    squint = _run(_lid_episode(1.0, 0.7), 300)[200:]
+    squeeze = np.array([r.squeeze for r, _ in squint])
+    assert float(np.mean(np.abs(squeeze - 0.7))) <= 0.3
+    assert float(np.mean([r.openness for r, _ in squint])) >= 0.95
+    assert not any(r.blink for r, _ in squint)
+    half = _run(_lid_episode(0.5, 0.0), 300)[200:]
+    openness = np.array([r.openness for r, _ in half])
+    assert float(np.mean(np.abs(openness - 0.5))) <= 0.15
+    assert float(np.mean([r.squeeze for r, _ in half])) <= 0.05
+    # The squint is told from the half-closed eye by what is reported, not only by a threshold on openness.
+    assert float(np.mean(squeeze)) >= 0.3
+    assert not any(r.blink for r, _ in half)
