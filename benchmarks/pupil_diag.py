@@ -2,7 +2,9 @@
 
 Runs the default `PupilTracker` over the virtual eye's frames in order (as the pipeline does), prints the error
 figures per seed and the CPU time per frame, and optionally saves a contact sheet of the worst frames with the
-truth (green) and the detection (red) drawn, to see why they fail.
+truth (green) and the detection (red) drawn, to see why they fail. `--meye` adds the MEYE figures of the
+tuning subjects and of the held-out ones (the tracker per subject in file order, as the benchmark runs it).
+Run from the repository root with `PYTHONPATH=TrackingBackend:.`.
 """
 
 from __future__ import annotations
