@@ -4,14 +4,17 @@ The lids are measured along a vertical band through the pupil (or where it last 
 the run of rows darker than the profile's own dark/bright split (Otsu) is the part of the eye the lids leave
 uncovered; its ends are the upper and lower lid. Where sclera shows between the iris and a lid, the run ends
 at the iris' rim (its size is learnt from the iris' width, which the lids never cover): the search goes on
-across the sclera to the lid's dark margin, or the edge is marked censored. The user's relaxed lids are
-learnt online as a function of the pupil position (the lids follow vertical gaze, and the gap is smaller
-towards the eye corners): a robust fit that keeps the open cluster, so blinks, squints and widened eyes do
-not drag it.
+across the sclera to the lid's dark margin (below the iris, to the lower lid's thin bright wet margin: its
+skin is often as bright as the sclera), or the edge is marked censored. The user's relaxed lids are learnt
+online as a function of the pupil position (the lids follow vertical gaze part of the way, a prior until the
+samples span it; the corner line is tilted; the gap is smaller towards the eye corners): a robust fit that
+keeps the open cluster, so blinks, squints and widened eyes do not drag it.
 
 Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
 does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as
-much as the upper lid falls. A wider gap is `widen`.
+much as the upper lid falls. A lower lid risen alone (the upper lid not lowered with it) is a baseline not
+caught up with this gaze yet: squeeze is reported only as far as the upper lid's drop backs it. A wider gap
+is `widen`.
 
 The pupil checks the lids. Two measures of it, both against the user's own running statistics: `visibility`,
 how plainly a whole pupil is seen (confident, of the usual size, not flattened from above against the
