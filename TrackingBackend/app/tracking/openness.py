@@ -113,6 +113,9 @@ BLINK_VISIBLE_ON, BLINK_VISIBLE_OFF = 0.5, 0.9
 # During a blink, a pupil found farther than this many radii (plus the growth per blink frame) from where it
 # was last seen is a shape on the closed lids, not the pupil.
 BLINK_JUMP_RADII, BLINK_JUMP_GROWTH_RADII = 2.0, 0.5
+# The pupil keeps its size through a blink: during one, a shape much smaller than the recent pupil and more
+# than a radius away from it is a piece of lash line or slit (a reopening pupil shows its lower part in place).
+BLINK_MIN_SIZE_RATIO = 0.6
 # A plainly seen pupil means the lids are mostly open: openness is at least this (at full visibility),
 # ramping from 0 at VISIBLE_FLOOR_FROM; the lid cue alone is easily fooled by lashes and shadow.
 VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.7
@@ -501,7 +504,7 @@ class LidEstimator:
             self._pupil_height_ratio.add(_height_to_width(pupil))
             self._dark_fraction.add(dark)
         visibility, presence = self._visibility(pupil, dark)
-        if self._blink and self._jumped(pupil):
+        if self._blink and (self._jumped(pupil) or (self._shrunk(pupil) and self._moved_radii(pupil) > 1.0)):
             presence = min(presence, 0.0)
             visibility = min(visibility, 0.0) if visibility < BLINK_VISIBLE_OFF else visibility
         self._blink_frames = self._blink_frames + 1 if self._blink else 0
@@ -545,16 +548,23 @@ class LidEstimator:
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
 
+    def _shrunk(self, pupil: PupilResult) -> bool:
+        usual = self._recent_size.median if self._recent_size.ready else None
+        return usual is not None and max(pupil.ellipse_w, pupil.ellipse_h) < BLINK_MIN_SIZE_RATIO * usual
+
     def _jumped(self, pupil: PupilResult) -> bool:
         """Whether a pupil found during a blink is too far from where the pupil was before it to be it.
 
         Closed lids offer pupil-like shapes (the lash line) anywhere along the lid; the eye barely moves in a
         blink, so the allowance starts small and grows with the blink's length.
         """
+        return self._moved_radii(pupil) > BLINK_JUMP_RADII + BLINK_JUMP_GROWTH_RADII * self._blink_frames
+
+    def _moved_radii(self, pupil: PupilResult) -> float:
+        """How far the find is from where the pupil was last seen, in its radii (0 before any was seen)."""
         if self._last_x is None or self._last_y is None or self._last_radius <= 0.0:
-            return False
-        jump = float(np.hypot(pupil.x - self._last_x, pupil.y - self._last_y)) / self._last_radius
-        return jump > BLINK_JUMP_RADII + BLINK_JUMP_GROWTH_RADII * self._blink_frames
+            return 0.0
+        return float(np.hypot(pupil.x - self._last_x, pupil.y - self._last_y)) / self._last_radius
 
     def _iris_half_height(self, pupil: PupilResult | None) -> float | None:
         """The iris' vertical half-extent: its half-width with the pupil's aspect (concentric circles)."""
