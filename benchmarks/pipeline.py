@@ -476,7 +476,9 @@ def evaluate_targets(
             add(f"{where}: latency p99 ms", s["latency_ms"]["p99"], TARGET_P99_MS, False)
             add(f"{where}: total CPU % of one core", s["cpu_pct_total"], TARGET_CPU_PCT, False)
             add(f"{where}: total RSS MB", s["rss_mb_total"], TARGET_RSS_MB, False)
-        if case["trackers"] == 1 and case["rate"] == "max":
+        # The target is the pipeline's own speed: the MJPEG reader hands out at most 240 frames/s by design
+        # (a flooding camera must not eat the CPU), so its unthrottled case is reported, not judged.
+        if case["trackers"] == 1 and case["rate"] == "max" and case["source"] == "virtual":
             add(f"{where}: frames/s through the pipeline", s["osc_updates_per_s"], TARGET_UNTHROTTLED_FPS, True)
     if idle is not None:
         add("idle (trackers stopped): CPU % of one core", idle["cpu_pct_total"], TARGET_IDLE_CPU_PCT, False)
