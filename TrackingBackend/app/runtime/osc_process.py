@@ -19,8 +19,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
-from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, TWO_EYES, EyeFrame, EyeValues, frame_of
-from app.osc.messages import clamp
+from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, TWO_EYES, EyeFrame, eye_values, frame_of
 from app.osc.modes import resolve_targets
 from app.osc.sender import HotTarget, OscOutputs
 from app.runtime.results import BOARD_VALUES, DOUBLE_BYTES, PACKED, ROW_WIDTH, ResultBoard, ResultRecord
@@ -276,18 +275,7 @@ def run_osc_loop(
                     fresh.append((is_left, other))
             left = right = None
             for is_left, raw in fresh:
-                gaze_x, gaze_y, openness, dilation, widen, squeeze = raw[EYE_VALUES_AT:]
-                values = new_tuple(
-                    EyeValues,
-                    (
-                        gaze_x if -1.0 <= gaze_x <= 1.0 else clamp(gaze_x, -1.0, 1.0),
-                        gaze_y if -1.0 <= gaze_y <= 1.0 else clamp(gaze_y, -1.0, 1.0),
-                        openness if 0.0 <= openness <= 1.0 else clamp(openness, 0.0, 1.0),
-                        dilation if 0.0 <= dilation <= 1.0 else clamp(dilation, 0.0, 1.0),
-                        widen if 0.0 <= widen <= 1.0 else clamp(widen, 0.0, 1.0),
-                        squeeze if 0.0 <= squeeze <= 1.0 else clamp(squeeze, 0.0, 1.0),
-                    ),
-                )
+                values = eye_values(*raw[EYE_VALUES_AT:])
                 if is_left:
                     left = values
                 else:
