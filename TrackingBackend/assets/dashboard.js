@@ -420,9 +420,12 @@
       const cameraState = status ? status.camera_state : "stopped";
       el["camera-state"].textContent = cameraState.replaceAll("_", " ");
       el["camera-state"].className = `pill camera-state ${pillClass(cameraState)}`;
+      // An error is red; a notice (e.g. no program listening on an OSC port yet) is a quiet hint.
       const error = status && status.last_error;
-      el["tracker-error"].hidden = !error;
-      el["tracker-error"].textContent = error ? `⚠ ${error}` : "";
+      const notice = !error && status && status.notice;
+      el["tracker-error"].hidden = !(error || notice);
+      el["tracker-error"].classList.toggle("notice", Boolean(notice));
+      el["tracker-error"].textContent = error ? `⚠ ${error}` : notice ? notice : "";
       if (status && !this.latest) el["stat-fps"].textContent = status.running ? status.fps.toFixed(0) : "–";
       this.setFeeds(Boolean(status && status.running) && document.visibilityState === "visible");
       el.calibrate.disabled = !(status && status.running) || this.calibrating || this.calibrationRequested;

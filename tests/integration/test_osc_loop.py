@@ -197,8 +197,12 @@ def test_a_closed_port_target_counts_errors_and_does_not_slow_the_others() -> No
     assert with_dead > 0.8 * alone, (alone, with_dead)
     dead = next(t for t in statuses[LEFT.value]["targets"] if t["name"] == "dead")
     assert dead["send_errors"] > 0 and "refused" in (dead["last_error"] or "").lower()
+    assert dead["listening"] is False
     good = next(t for t in statuses[LEFT.value]["targets"] if t["name"] == "good")
-    assert good["send_errors"] == 0
+    assert good["send_errors"] == 0 and good["listening"] is True
+    # Nobody listening (the receiving program not started yet) is a notice for the user, not a fault.
+    assert statuses[LEFT.value]["last_error"] is None
+    assert f"nothing is listening on 127.0.0.1:{closed_port}" in statuses[LEFT.value]["notice"]
 
 
 def test_address_and_port_changes_apply_without_restart() -> None:

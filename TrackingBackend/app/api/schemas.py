@@ -50,6 +50,7 @@ class ProcessStatusResponse(BaseModel):
     state: str
     fps: float | None = None
     last_error: str | None = None
+    notice: str | None = None
 
 
 class TrackerStatusResponse(BaseModel):
@@ -61,6 +62,9 @@ class TrackerStatusResponse(BaseModel):
     camera_state: str
     fps: float
     last_error: str | None
+    notice: str | None = Field(
+        None, description="Not an error, worth knowing: e.g. no program listens on an OSC target's port yet."
+    )
     processes: dict[str, ProcessStatusResponse]
     latest: dict[str, Any] | None = Field(description="The latest tracking result (see the WebSocket schema).")
 
@@ -120,6 +124,7 @@ class LiveStateMessage(BaseModel):
     camera_state: str = Field(description="stopped, no_source, connecting, connected, disconnected, ...")
     fps: float = Field(description="Frames the tracker processed per second.")
     last_error: str | None
+    notice: str | None = Field(None, description="Not an error: e.g. no program listens on an OSC target yet.")
     processes: dict[str, LiveProcessState] = Field(description="camera, tracker and osc workers.")
 
 

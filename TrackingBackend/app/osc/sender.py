@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,11 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+# A refused datagram means no program listens on the port yet (VRChat not started): normal, not a fault.
+# The target counts as not listening until this long after the last refusal.
+NOT_LISTENING_HOLD_S = 2.0
+
+
 class TargetSocket:
     """Sends datagrams to one endpoint; counts what was sent and what failed, logs each new error once."""
 
@@ -42,6 +48,7 @@ class TargetSocket:
         self.sent = 0
         self.errors = 0
         self.last_error: str | None = None
+        self.refused_at: float | None = None  # monotonic time of the last refused datagram
         self.endpoint: Endpoint | None = None
         # The socket's bound `send`, None while there is no socket (a host name being resolved): the
         # hot path calls it directly, reports errors to `failed` and adds to `sent` itself.
@@ -103,9 +110,16 @@ class TargetSocket:
     def failed(self, exc: OSError) -> None:
         if isinstance(exc, BlockingIOError):
             self._error("send buffer full: datagram dropped")
+        elif isinstance(exc, ConnectionRefusedError):
+            # An earlier datagram met a closed port: nothing listens there (yet).
+            self.refused_at = time.monotonic()
+            self._error(f"nothing is listening on {self._where()} (connection refused): is its program running?")
         else:
-            # ConnectionRefusedError: an earlier datagram met a closed port.
             self._error(f"sending to {self._where()} failed: {exc}")
+
+    def listening(self, now: float) -> bool:
+        """False while datagrams to the target were refused within the last NOT_LISTENING_HOLD_S."""
+        return self.refused_at is None or now - self.refused_at > NOT_LISTENING_HOLD_S
 
     def _where(self) -> str:
         return f"{self.endpoint[0]}:{self.endpoint[1]}" if self.endpoint else "?"
@@ -188,13 +202,19 @@ class OscOutputs:
         for _, _, target in self._targets:
             target.send(datagram)
 
-    def totals(self) -> tuple[int, int, str | None]:
+    def totals(self) -> tuple[int, int, str | None, str | None]:
+        """(messages sent, send errors, the last error, a notice): a target nobody listens to yet is a notice
+        (the receiving program is not running), not an error."""
         sockets = list(self._sockets.values())
-        last = next((s.last_error for s in reversed(sockets) if s.last_error), None)
-        return sum(s.sent for s in sockets), sum(s.errors for s in sockets), last
+        now = time.monotonic()
+        quiet = [s for s in sockets if not s.listening(now)]
+        last = next((s.last_error for s in reversed(sockets) if s.last_error and s not in quiet), None)
+        notice = f"{quiet[0].name}: {quiet[0].last_error}" if quiet else None
+        return sum(s.sent for s in sockets), sum(s.errors for s in sockets), last, notice
 
     def status(self) -> list[dict[str, Any]]:
         rows = []
+        now = time.monotonic()
         for plan in self._plans:
             target = self._sockets[plan.index]
             host, port = target.endpoint or (plan.host, plan.port)
@@ -208,6 +228,7 @@ class OscOutputs:
                     "messages_sent": target.sent,
                     "send_errors": target.errors,
                     "last_error": target.last_error,
+                    "listening": target.listening(now),
                 }
             )
         return rows

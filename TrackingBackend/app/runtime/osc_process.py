@@ -314,13 +314,14 @@ def _state(updates: int) -> str:
 
 
 def _publish(status: StatusPublisher, updates: int, outputs: OscOutputs) -> None:
-    sent, errors, last_error = outputs.totals()
+    sent, errors, last_error, notice = outputs.totals()
     status.set(
         state=_state(updates),
         updates=updates,
         messages_sent=sent,
         send_errors=errors,
         last_error=last_error,
+        notice=notice,
         targets=outputs.status(),
     )
 

@@ -252,6 +252,7 @@ class Supervisor:
             "camera_state": camera.get("state", "stopped"),
             "fps": processes["tracker"].get("fps", 0.0),
             "last_error": next((p.get("last_error") for p in processes.values() if p.get("last_error")), None),
+            "notice": next((p.get("notice") for p in processes.values() if p.get("notice")), None),
             "processes": processes,
             "latest": self.latest_result(tracker.uuid),
         }

@@ -95,6 +95,7 @@ def state_message(status: dict[str, Any]) -> LiveStateMessage:
         camera_state=status["camera_state"],
         fps=float(status["fps"] or 0.0),
         last_error=status["last_error"],
+        notice=status.get("notice"),
         processes=processes,
     )
 
@@ -146,7 +147,7 @@ def _all_statuses(context: ServiceContext, config: EtvrConfig) -> list[dict[str,
 
 def _state_key(state: LiveStateMessage) -> tuple[Any, ...]:
     processes = tuple((k, p.state, p.alive, p.restarts) for k, p in sorted(state.processes.items()))
-    return (state.running, state.enabled, state.camera_state, state.last_error, state.name, processes)
+    return (state.running, state.enabled, state.camera_state, state.last_error, state.notice, state.name, processes)
 
 
 @dataclass
