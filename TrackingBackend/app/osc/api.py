@@ -25,6 +25,9 @@ class OscTargetStatusResponse(BaseModel):
     messages_sent: int = Field(description="Datagrams sent, all OSC processes added up.")
     send_errors: int
     last_error: str | None
+    listening: bool = Field(
+        True, description="False while datagrams are refused: no program listens on the port (yet)."
+    )
 
 
 class OscQueryStatusResponse(BaseModel):

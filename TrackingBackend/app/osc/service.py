@@ -85,6 +85,7 @@ class OscService:
                 "messages_sent": 0,
                 "send_errors": 0,
                 "last_error": None,
+                "listening": True,
             }
         for tracker in config.trackers:
             reported: dict[str, Any] = {}
@@ -97,6 +98,7 @@ class OscService:
                 row["messages_sent"] += int(target.get("messages_sent", 0))
                 row["send_errors"] += int(target.get("send_errors", 0))
                 row["last_error"] = target.get("last_error") or row["last_error"]
+                row["listening"] = row["listening"] and bool(target.get("listening", True))
                 row["port"] = target.get("port", row["port"])
         return list(rows.values())
 
