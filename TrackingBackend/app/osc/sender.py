@@ -177,8 +177,7 @@ class OscOutputs:
         return plan.host, plan.port
 
     def send(self, frame: EyeFrame, own: TrackerPosition) -> int:
-        """Send this process's share of `frame` to every target; returns the datagrams sent. (The OSC
-        process's loop does the same inline, over `hot_targets`.)"""
+        """Send this process's share of `frame` to every target; returns the datagrams sent."""
         sent = 0
         for encoder, target, failed, auto_port in self._hot:
             if auto_port:
@@ -189,10 +188,6 @@ class OscOutputs:
                 target.sent += count
                 sent += count
         return sent
-
-    def hot_targets(self) -> list[HotTarget]:
-        """(encoder, socket, its `failed`, follows VRChat's port) per target, as configured now."""
-        return self._hot
 
     def follow_auto_port(self, plan: TargetPlan, target: TargetSocket) -> None:
         target.connect(self._endpoint(plan))

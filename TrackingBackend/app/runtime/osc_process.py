@@ -19,9 +19,9 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
-from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, TWO_EYES, EyeFrame, eye_values, frame_of
+from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, eye_values, frame_of
 from app.osc.modes import resolve_targets
-from app.osc.sender import HotTarget, OscOutputs
+from app.osc.sender import OscOutputs
 from app.runtime.results import BOARD_VALUES, DOUBLE_BYTES, PACKED, ROW_WIDTH, ResultBoard, ResultRecord
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
@@ -122,16 +122,6 @@ class ResultReader:
             return []
         return self.records_in(os.read(self._fd, READ_CHUNK_BYTES))
 
-    def fast_path(self) -> tuple[Callable[[int], list[Any]], int] | None:
-        """(the poller's `poll`, the pipe's fd) for a loop that waits and reads itself and hands each
-        read to `records_in` unless it is exactly one record with nothing pending; None where the
-        platform has no `select.poll` (use `wait`)."""
-        return None if self._poller is None else (self._poller.poll, self._fd)
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._pending)
-
     def records_in(self, data: bytes) -> list[RecordValues]:
         """The records in `data`, read from the pipe (with any piece left over from the last read)."""
         if not data:
@@ -174,11 +164,6 @@ class BoardEyeReader:
         self._doubles = self._bytes.cast("d")
         self._lock_at = slot * ROW_WIDTH
         self._values_at = (self._lock_at + 1) * DOUBLE_BYTES
-
-    def row(self) -> tuple[memoryview[int], memoryview[float], int, int]:
-        """(the board's bytes, its doubles, the row's lock index, the byte offset of its values): for a
-        loop that tries one read itself and calls `read` only when the lock word is odd or moved."""
-        return self._bytes, self._doubles, self._lock_at, self._values_at
 
     def read(self) -> RecordValues | None:
         """The row's latest values, or None if it never posted (or kept changing while read)."""
@@ -226,26 +211,10 @@ def run_osc_loop(
     other_eyes = [
         (position is LEFT, BoardEyeReader(board, slot)) for position, slot in other_slots.items() if position in EYES
     ]
-    rows = [(is_left, eye, *eye.row()) for is_left, eye in other_eyes]
-    targets: list[HotTarget] = []
     mirror_eyes = sync_blink = False
-    new_tuple, monotonic, read, unpack_record = tuple.__new__, time.monotonic, os.read, RECORD_VALUES.unpack_from
-    unpack_row = BOARD_RECORD_VALUES.unpack_from
-    fast = reader.fast_path()
-    poll, fd = fast if fast is not None else (None, -1)
-    timeout_ms = int(READ_TIMEOUT_S * 1000)
     while not should_stop():
-        if poll is None:
-            records = reader.wait(READ_TIMEOUT_S)
-        elif not poll(timeout_ms):
-            records = []
-        else:
-            data = read(fd, READ_CHUNK_BYTES)
-            if len(data) == FRAME_BYTES and not reader.pending:
-                records = [unpack_record(data, FRAME_HEADER.size)]
-            else:
-                records = reader.records_in(data)
-        now = monotonic()
+        records = reader.wait(READ_TIMEOUT_S)
+        now = time.monotonic()
         for record in records:
             config = settings.config
             if config is not applied:
@@ -254,52 +223,26 @@ def run_osc_loop(
                 if on_targets is not None:
                     on_targets(config)
                 outputs.configure(resolve_targets(config))
-                targets = outputs.hot_targets()
-            if not targets:
+            if not outputs.plans:
                 continue
-            # Inline on purpose: this runs 90 times a second per eye, each time with cold caches, where
-            # every call costs several times what a warm benchmark shows (measured: helper calls here
-            # cost ~0.5 % of a core). `eye_values`, `frame_of` and `OscOutputs.send` (app.osc) are the
-            # reference for these lines; tests/unit/test_osc_hot_path.py holds them to it.
-            fresh = []
-            if own_is_eye and now - record[PROCESSED_TS_AT] <= STALE_AFTER_S:
-                fresh.append((own_is_left, record))
-            for is_left, eye, board_bytes, doubles, lock_at, values_at in rows:
-                lock = doubles[lock_at]
-                other: RecordValues | None = unpack_row(board_bytes, values_at)
-                if lock != doubles[lock_at] or lock % 2.0:  # being written: BoardEyeReader retries
-                    other = eye.read()
-                elif not lock:  # never posted
-                    other = None
-                if other is not None and now - other[PROCESSED_TS_AT] <= STALE_AFTER_S:
-                    fresh.append((is_left, other))
+            eyes = [(own_is_left, record)] if own_is_eye else []
+            eyes += [(is_left, other) for is_left, eye in other_eyes if (other := eye.read()) is not None]
             left = right = None
-            for is_left, raw in fresh:
+            for is_left, raw in eyes:
+                if now - raw[PROCESSED_TS_AT] > STALE_AFTER_S:
+                    continue
                 values = eye_values(*raw[EYE_VALUES_AT:])
                 if is_left:
                     left = values
                 else:
                     right = values
-            if left is not None and right is not None and not mirror_eyes and not sync_blink:
-                frame = new_tuple(EyeFrame, (left, right, TWO_EYES))  # the usual case
-            else:
-                maybe_frame = frame_of(left, right, mirror_eyes, sync_blink)
-                if maybe_frame is None:
-                    continue
-                frame = maybe_frame
-            sent = 0
-            for encoder, target, failed, auto_port in targets:
-                if auto_port:
-                    outputs.follow_auto_port(encoder.plan, target)
-                send = target.send_now
-                if send is None:
-                    continue
-                count = encoder.emit(frame, own_position, send, failed)
-                target.sent += count
-                sent += count
+            frame = frame_of(left, right, mirror_eyes, sync_blink)
+            if frame is None:
+                continue
+            sent = outputs.send(frame, own_position)
             if bench_prefix is not None and sent:
                 sequence, capture_ts, _, pupil_x = record[:EYE_VALUES_AT]
-                args = (int(sequence), capture_ts, monotonic(), pupil_x)
+                args = (int(sequence), capture_ts, time.monotonic(), pupil_x)
                 outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
             updates += 1
         if now >= next_status_s:
