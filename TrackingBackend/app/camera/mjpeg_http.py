@@ -290,12 +290,13 @@ class MjpegHttpSource:
             raise SourceError(f"camera at {self.url} ended the stream")
         return parts
 
-    def _recv(self, sock: socket.socket, timeout_s: float) -> bytes | None:
-        """Bytes from the socket, None on timeout; SourceError when the peer is gone."""
-        sock.settimeout(max(timeout_s, 0.0001))
+    def _recv(self, sock: socket.socket, timeout_s: float | None, size: int = RECV_BYTES) -> bytes | None:
+        """Bytes from the socket, None on timeout; SourceError when the peer is gone. `timeout_s` None: only
+        what the socket holds now, without waiting."""
+        sock.settimeout(0.0 if timeout_s is None else max(timeout_s, 0.0001))
         try:
-            data = sock.recv(RECV_BYTES)
-        except TimeoutError:
+            data = sock.recv(size)
+        except (TimeoutError, BlockingIOError):
             return None
         except OSError as exc:
             raise SourceError(f"camera at {self.url} connection lost: {exc}") from exc
@@ -353,7 +354,7 @@ class MjpegHttpSource:
     ) -> list[tuple[MjpegPart, float]]:
         """Parse `first` and whatever else the socket already holds into `arrived`, stamped when the drain ends.
 
-        Non-blocking reads until the socket is empty (one system call each, no select), then one parse of
+        Non-blocking reads until the socket is empty (no select), then one parse of
         it all, in which the parser jumps over parts that a later complete part makes stale: a backlog
         costs little more than its copy, and at most two parts are parsed per read.
         """
@@ -361,10 +362,9 @@ class MjpegHttpSource:
         chunks = [first]
         drained = len(first)
         broken: SourceError | None = None
-        sock.settimeout(0.0)
         while drained < self._max_drain_bytes:
             try:
-                data = self._recv_now(sock)
+                data = self._recv(sock, None, DRAIN_RECV_BYTES)
             except SourceError as exc:
                 broken = exc
                 break
@@ -384,18 +384,6 @@ class MjpegHttpSource:
             # Hand out what arrived before the stream broke; the next read reports the break.
             self._pending_error = broken
         return arrived
-
-    def _recv_now(self, sock: socket.socket) -> bytes | None:
-        """What a non-blocking socket holds now (None when empty); SourceError when the peer is gone."""
-        try:
-            data = sock.recv(DRAIN_RECV_BYTES)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise SourceError(f"camera at {self.url} connection lost: {exc}") from exc
-        if not data:
-            raise SourceError(f"camera at {self.url} closed the stream")
-        return data
 
     def _decode_newest(self, arrived: list[tuple[MjpegPart, float]]) -> CapturedFrame | None:
         for index in range(len(arrived) - 1, -1, -1):
