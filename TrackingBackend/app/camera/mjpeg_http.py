@@ -290,10 +290,14 @@ class MjpegHttpSource:
             raise SourceError(f"camera at {self.url} ended the stream")
         return parts
 
-    def _recv(self, sock: socket.socket, timeout_s: float | None, size: int = RECV_BYTES) -> bytes | None:
-        """Bytes from the socket, None on timeout; SourceError when the peer is gone. `timeout_s` None: only
-        what the socket holds now, without waiting."""
-        sock.settimeout(0.0 if timeout_s is None else max(timeout_s, 0.0001))
+    def _recv(self, sock: socket.socket, timeout_s: float) -> bytes | None:
+        """Bytes from the socket within `timeout_s`, None on timeout; SourceError when the peer is gone."""
+        sock.settimeout(max(timeout_s, 0.0001))
+        return self._take(sock, RECV_BYTES)
+
+    def _take(self, sock: socket.socket, size: int) -> bytes | None:
+        """One recv in the socket's current mode: None when nothing came (timed out, or a non-blocking socket
+        is empty); SourceError when the peer is gone."""
         try:
             data = sock.recv(size)
         except (TimeoutError, BlockingIOError):
@@ -354,7 +358,7 @@ class MjpegHttpSource:
     ) -> list[tuple[MjpegPart, float]]:
         """Parse `first` and whatever else the socket already holds into `arrived`, stamped when the drain ends.
 
-        Non-blocking reads until the socket is empty (no select), then one parse of
+        Non-blocking reads until the socket is empty (one system call each, no select), then one parse of
         it all, in which the parser jumps over parts that a later complete part makes stale: a backlog
         costs little more than its copy, and at most two parts are parsed per read.
         """
@@ -362,9 +366,10 @@ class MjpegHttpSource:
         chunks = [first]
         drained = len(first)
         broken: SourceError | None = None
+        sock.settimeout(0.0)
         while drained < self._max_drain_bytes:
             try:
-                data = self._recv(sock, None, DRAIN_RECV_BYTES)
+                data = self._take(sock, DRAIN_RECV_BYTES)
             except SourceError as exc:
                 broken = exc
                 break
