@@ -85,8 +85,6 @@ class FrameStore(Protocol):
 
     def slot_offset(self, slot: int) -> int: ...
 
-    def slot_view(self, slot: int) -> memoryview: ...
-
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]: ...
 
 
@@ -119,10 +117,6 @@ class _RingLayout:
 
     def slot_offset(self, slot: int) -> int:
         return CONTROL_BYTES + slot * self._slot_bytes
-
-    def slot_view(self, slot: int) -> memoryview:
-        start = self.slot_offset(slot)
-        return self._buffer[start : start + self._slot_bytes]
 
     def pixels(self, slot: int) -> npt.NDArray[np.uint8]:
         return self._pixels[slot]
