@@ -77,3 +77,15 @@ class VrchatOscFinder:
         if self._zeroconf is not None:
             self._zeroconf.close()
         self._browser = self._zeroconf = None
+
+
+def finder_while(finder: VrchatOscFinder | None, wanted: bool) -> VrchatOscFinder | None:
+    """The finder to keep: `finder` itself, a new one started when wanted and none runs, or None once it
+    is no longer wanted (then it is closed)."""
+    if wanted and finder is None:
+        finder = VrchatOscFinder()
+        finder.start()
+    elif not wanted and finder is not None:
+        finder.close()
+        finder = None
+    return finder

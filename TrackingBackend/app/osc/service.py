@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from app.config.store import ConfigStore
-from app.osc.discovery import VrchatOscFinder
+from app.osc.discovery import VrchatOscFinder, finder_while
 from app.osc.modes import resolve_targets
 from app.osc.receiver import InboundSettings, OscReceiver
 from app.runtime.supervisor import Supervisor
@@ -46,12 +46,7 @@ class OscService:
     def _follow_discovery(self, inbound_on: bool) -> None:
         osc = self.store.config.osc
         wanted = inbound_on or any(t.enabled and t.auto_port for t in osc.outputs)
-        if wanted and self.finder is None:
-            self.finder = VrchatOscFinder()
-            self.finder.start()
-        elif not wanted and self.finder is not None:
-            self.finder.close()
-            self.finder = None
+        self.finder = finder_while(self.finder, wanted)
 
     def _follow(self) -> None:
         while not self._stop.wait(FOLLOW_INTERVAL_S):

@@ -279,14 +279,10 @@ class OscShell:
     def _follow_auto_ports(self, config: OscConfig) -> None:
         """Browse for VRChat's OSCQuery advertisement only while a target asks for its port."""
         wanted = config.enable_sending and any(t.enabled and t.auto_port for t in config.outputs)
-        if wanted and self.finder is None:
-            from app.osc.discovery import VrchatOscFinder  # zeroconf: imported only when asked for
+        if wanted or self.finder is not None:
+            from app.osc.discovery import finder_while  # zeroconf: imported only when asked for
 
-            self.finder = VrchatOscFinder()
-            self.finder.start()
-        elif not wanted and self.finder is not None:
-            self.finder.close()
-            self.finder = None
+            self.finder = finder_while(self.finder, wanted)
 
     def _vrchat_port(self) -> int | None:
         finder = self.finder
