@@ -145,12 +145,17 @@ class OscReceiver:
         return take
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._control.send("stop")
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-        self._control.close()
+        _stop_child(self._control, self._process)
+
+
+def _stop_child(control: Connection, process: SpawnProcess) -> None:
+    """Ask a helper process to stop over its control pipe; kill it if it has not within 5 s."""
+    with contextlib.suppress(OSError):
+        control.send("stop")
+    process.join(5)
+    if process.is_alive():
+        process.kill()
+    control.close()
 
 
 def render_jpegs(count: int, quality: int = 85, fps: float = RENDER_FPS) -> list[bytes]:
@@ -212,9 +217,4 @@ class FakeCameraProcess:
         return sent
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self._control.send("stop")
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-        self._control.close()
+        _stop_child(self._control, self._process)
