@@ -6,9 +6,10 @@
 Starts the service in demo mode (two virtual-eye trackers, tracking at once) on a free port with its own
 config in a temporary folder and its OSC going to a local UDP sink, waits until both eyes are tracked,
 then records N seconds with `py-spy record --subprocesses` (the main process, the manager and every
-camera, tracker and OSC worker). Writes `bench-results/profile-<time>.speedscope.json` (open it at
-https://www.speedscope.app, or `--format flamegraph` for an SVG) with every profile renamed to say which
-worker it is, and a text summary next to it: CPU samples per process and the top functions by own time.
+camera, tracker and OSC worker) while a client polls the status route, as a GUI showing the trackers would. Writes
+`bench-results/profile-<time>.speedscope.json` (open it at https://www.speedscope.app, or
+`--format flamegraph` for an SVG) with every profile renamed to say which worker it is, and a text
+summary next to it: CPU samples per process and the top functions by own time.
 py-spy needs ptrace rights on the service: root, `kernel.yama.ptrace_scope=0`, or CAP_SYS_PTRACE. By
 default it samples without pausing the processes (`--nonblocking`), so the pipeline keeps its timing.
 """
@@ -33,6 +34,8 @@ from tests.support.service import REPO_ROOT, Service, wait_until
 
 READY_TIMEOUT_S = 40.0
 TOP_FUNCTIONS = 12
+
+CLIENT_POLL_S = 0.5
 
 
 def py_spy_path() -> str | None:
@@ -191,7 +194,15 @@ def main(argv: list[str]) -> int:
                 command.append("--gil")
             print("+ " + " ".join(command), flush=True)
             cpu_before, started = _cpu_seconds(list(roles)), time.monotonic()
-            finished = subprocess.run(command, check=False, capture_output=True, text=True, timeout=args.seconds + 60)
+            # While it records, a client asks for the trackers' status twice a second, as a GUI would,
+            # so the main process is profiled serving its API rather than only waiting.
+            with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as recorder:
+                deadline = started + args.seconds + 60
+                while recorder.poll() is None and time.monotonic() < deadline:
+                    service.get("/etvr/trackers/status")
+                    time.sleep(CLIENT_POLL_S)
+                out, err = recorder.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            finished = subprocess.CompletedProcess(command, recorder.returncode, out, err)
             cpu_after, elapsed_s = _cpu_seconds(list(roles)), time.monotonic() - started
             cpu_pct = {
                 pid: 100.0 * (cpu_after[pid] - cpu_before[pid]) / elapsed_s for pid in cpu_after if pid in cpu_before
