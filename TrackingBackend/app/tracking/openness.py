@@ -59,6 +59,12 @@ MIN_FIT_SAMPLES = 60
 LID_GAZE_FOLLOW_PRIOR = 0.5
 BASELINE_PRIOR_WEIGHT = 2.0
 LOWER_FEATURES, VERTICAL_FEATURE = 4, 2
+# The measured lids' bias depends on where the pupil is (lashes, shadow, the iris' rim near a lid), so the
+# smooth fit is corrected by what the samples near the pupil's position say: cells of this size (fraction of
+# the relaxed gap) over pupil positions, trusted fully from LOCAL_FULL_SAMPLES samples; a cell's relaxed gap is
+# this percentile of its samples (the open cluster: squints and blinks narrow the gap, widening is rarer).
+LOCAL_CELL, LOCAL_FULL_SAMPLES, LOCAL_MIN_SAMPLES = 0.15, 12, 4
+LOCAL_GAP_PERCENTILE = 65
 # A run end this close to the iris' rim (pixels, or fraction of the iris' half-height) is the rim, not a lid;
 # the lid beyond it is searched for over this fraction of the iris' half-height.
 IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE = 2.0, 0.1
@@ -118,10 +124,15 @@ BLINK_JUMP_RADII, BLINK_JUMP_GROWTH_RADII = 2.0, 0.5
 BLINK_MIN_SIZE_RATIO = 0.6
 # A plainly seen pupil means the lids are mostly open: openness is at least this (at full visibility),
 # ramping from 0 at VISIBLE_FLOOR_FROM; the lid cue alone is easily fooled by lashes and shadow.
-VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.7
+VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.75
 CLOSED_GAP_RATIO = 0.15
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
+# A squint may hide part of the pupil under either lid: from this presence on, the squint is taken at face value.
+SQUEEZE_FULL_PRESENCE = 1.0
+SQUEEZE_MIN_PRESENCE = 0.3
+# Lids read as squinted, widened or closed by less than this count as relaxed samples for the local correction.
+RELAXED_READING = 0.1
 MIN_DILATION_SAMPLES = 60
 MIN_DILATION_RANGE = 0.1
 
@@ -354,7 +365,7 @@ class LidBaseline:
     """
 
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
-        self._samples: deque[tuple[float, float, float, float]] = deque(maxlen=size)
+        self._samples: deque[tuple[float, float, float, float, float]] = deque(maxlen=size)
         self._count = 0
         self._gap_coef: npt.NDArray[np.float64] | None = None
         self._lower_coef: npt.NDArray[np.float64] | None = None
@@ -362,13 +373,26 @@ class LidBaseline:
         self._scale = 1.0
         self._gap_range = (0.0, 0.0)
         self._lower_range = (0.0, 0.0)
+        # Cell -> (gap residual, lower residual, weight) against the smooth fit.
+        self._local: dict[tuple[int, int], tuple[float, float, float]] = {}
 
     @property
     def ready(self) -> bool:
         return self._gap_coef is not None
 
-    def add(self, x: float, y: float, edges: LidEdges) -> None:
-        self._samples.append((x, y, edges.gap_px, edges.lower_y - y))
+    def local_weight(self, x: float, y: float) -> float:
+        """How far the prediction at this pupil position rests on samples seen there (0: the fit alone)."""
+        local = self._local.get(self._cell(x, y)) if self._count >= MIN_FIT_SAMPLES else None
+        return 0.0 if local is None else local[2]
+
+    def _cell(self, x: float, y: float) -> tuple[int, int]:
+        step = LOCAL_CELL * self._scale
+        return math.floor((x - self._centre[0]) / step), math.floor((y - self._centre[1]) / step)
+
+    def add(self, x: float, y: float, edges: LidEdges, relaxed: bool = True) -> None:
+        """A sample of the lids at this pupil position; `relaxed`: the lids read neither squinted nor widened
+        (only those correct the fit locally, so a long squint where no relaxed lids were seen is not learnt)."""
+        self._samples.append((x, y, edges.gap_px, edges.lower_y - y, 1.0 if relaxed else 0.0))
         self._count += 1
         if len(self._samples) >= MIN_BASELINE_SAMPLES and (self._count % REFRESH_EVERY == 0 or self._gap_coef is None):
             self._fit()
@@ -386,7 +410,7 @@ class LidBaseline:
 
     def _fit(self) -> None:
         data = np.asarray(self._samples, np.float64)
-        xs, ys, gaps, lowers = data[:, 0], data[:, 1], data[:, 2], data[:, 3]
+        xs, ys, gaps, lowers, relaxed = data[:, 0], data[:, 1], data[:, 2], data[:, 3], data[:, 4] > 0.5
         self._centre = (float(np.median(xs)), float(np.median(ys)))
         self._scale = max(float(np.median(gaps)), 1.0)
         gap_features, lower_features = self._features(xs, ys)
@@ -414,6 +438,40 @@ class LidBaseline:
         # Predictions stay near the range seen: a fit must not extrapolate far from the samples.
         self._gap_range = (float(np.percentile(gaps[keep], 2)), float(np.percentile(gaps[keep], 98)))
         self._lower_range = (float(np.percentile(lowers[keep], 2)), float(np.percentile(lowers[keep], 98)))
+        gap_residuals, lower_residuals = (
+            gaps - gap_features @ self._gap_coef,
+            lowers - lower_features @ self._lower_coef,
+        )
+        self._fit_local(xs[relaxed], ys[relaxed], gap_residuals[relaxed], lower_residuals[relaxed])
+
+    def _fit_local(
+        self,
+        xs: npt.NDArray[np.float64],
+        ys: npt.NDArray[np.float64],
+        gap_residuals: npt.NDArray[np.float64],
+        lower_residuals: npt.NDArray[np.float64],
+    ) -> None:
+        step = LOCAL_CELL * self._scale
+        cells = np.floor((xs - self._centre[0]) / step).astype(np.int64) * 4096 + np.floor(
+            (ys - self._centre[1]) / step
+        ).astype(np.int64)
+        order = np.argsort(cells, kind="stable")
+        cells, gap_residuals, lower_residuals = cells[order], gap_residuals[order], lower_residuals[order]
+        starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+        ends = np.r_[starts[1:], len(cells)]
+        local: dict[tuple[int, int], tuple[float, float, float]] = {}
+        band_low, band_high = BASELINE_KEEP[0] * self._scale, BASELINE_KEEP[1] * self._scale
+        for start, end in zip(starts, ends, strict=True):
+            if end - start < LOCAL_MIN_SAMPLES:
+                continue
+            gap_res = gap_residuals[start:end]
+            gap = float(np.percentile(gap_res, LOCAL_GAP_PERCENTILE))
+            near = (gap_res > gap + band_low) & (gap_res < gap + band_high)
+            lower = float(np.median(lower_residuals[start:end][near])) if near.any() else 0.0
+            cell = int(cells[start])
+            column, row = (cell + 2048) // 4096, (cell + 2048) % 4096 - 2048
+            local[(column, row)] = (gap, lower, min((end - start) / LOCAL_FULL_SAMPLES, 1.0))
+        self._local = local
 
     def predict(self, x: float, y: float) -> tuple[float, float] | None:
         """(relaxed gap, relaxed lower-lid offset from the pupil) at this pupil position, pixels."""
@@ -422,9 +480,16 @@ class LidBaseline:
         gap_features, lower_features = self._features(np.asarray([x], np.float64), np.asarray([y], np.float64))
         if gap_features.shape[1] != len(self._gap_coef):
             gap_features, lower_features = gap_features[:, :1], lower_features[:, :1]
-        gap = _clamp(gap_features[0] @ self._gap_coef, *self._gap_range)
-        lower = _clamp(lower_features[0] @ self._lower_coef, *self._lower_range)
-        return gap, lower
+        gap = float(gap_features[0] @ self._gap_coef)
+        lower = float(lower_features[0] @ self._lower_coef)
+        local = self._local.get(self._cell(x, y)) if gap_features.shape[1] == len(self._gap_coef) else None
+        if local is None:
+            return _clamp(gap, *self._gap_range), _clamp(lower, *self._lower_range)
+        gap_res, lower_res, weight = local
+        # Where samples were seen the fit plus their residual is data, not an extrapolation: no clamp needed.
+        local_gap, local_lower = gap + gap_res, lower + lower_res
+        far_gap, far_lower = _clamp(gap, *self._gap_range), _clamp(lower, *self._lower_range)
+        return far_gap + weight * (local_gap - far_gap), far_lower + weight * (local_lower - far_lower)
 
 
 def pupil_dark_fraction(gray: GrayU8, pupil: PupilResult) -> float:
@@ -494,6 +559,7 @@ class LidEstimator:
         self._last_y: float | None = None
         self._last_radius = 0.0
         self._blink = False
+        self._relaxed_reading = True
 
     def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
         height, width = gray.shape
@@ -528,15 +594,19 @@ class LidEstimator:
                 self._iris_radius.add(iris * radius / max(extent_x, 1e-3))
         edges = measure_lids(gray, x, y, radius, self._iris_half_height(pupil if seen else None))
         if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
-            self._baseline.add(x, y, edges)
+            self._baseline.add(x, y, edges, self._relaxed_reading)
         openness, widen, squeeze = self._lid_values(edges, x, y, presence)
+        self._relaxed_reading = max(widen, squeeze, 1.0 - openness) < RELAXED_READING
         # During a blink only a plainly seen pupil lifts the cap: a shape found on the closed lids now and
         # then must not make the closed eye flicker open.
         shown = min(presence, visibility) if self._blink else presence
         openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * shown)
         if not (seen and self._baseline.ready):
             # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
-            widen = squeeze = 0.0
+            # A squint may hide part of the pupil (under either lid): a pupil still present keeps it.
+            widen = 0.0
+            if not (presence >= SQUEEZE_MIN_PRESENCE and self._baseline.ready):
+                squeeze = 0.0
         # A confidently seen, unflattened pupil of the usual size is never a blink, whatever the lids read.
         if visibility >= VISIBLE_FLOOR_FROM:
             floor = VISIBLE_OPENNESS_FLOOR * (visibility - VISIBLE_FLOOR_FROM) / (1.0 - VISIBLE_FLOOR_FROM)
@@ -589,8 +659,16 @@ class LidEstimator:
         # A censored lid is at least as far as the iris' rim: take it as relaxed unless seen further out.
         upper_y, lower_y = edges.upper_y, edges.lower_y
         if np.isnan(upper_y) or np.isnan(lower_y):
-            # A lid lost in shadow: nothing is known beyond the pupil being seen (which caps openness).
-            return 1.0, 0.0, 0.0
+            # A lid lost in shadow or lashes: the pupil being seen caps openness. A lower lid risen over a seen
+            # pupil is still a squint (closing would have hidden the pupil under the upper lid long before).
+            if np.isnan(lower_y) or edges.lower_censored:
+                return 1.0, 0.0, 0.0
+            rise = (relaxed_lower - (lower_y - y)) / relaxed_gap
+            level = rise / (LOWER_SHARE_SQUEEZE * SQUEEZE_GAP_LOSS)
+            # Only against lids seen here before: the lower lid alone cannot tell a squint from a poor baseline.
+            trust = min(presence / SQUEEZE_FULL_PRESENCE, 1.0) * self._baseline.local_weight(x, y)
+            squeeze = _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * trust
+            return 1.0, 0.0, squeeze
         relaxed_upper_y = y + relaxed_lower - relaxed_gap
         # Widen raises the upper lid: only an upper lid actually seen above its relaxed place counts.
         raised = 0.0 if edges.upper_censored else (relaxed_upper_y - upper_y) / relaxed_gap
@@ -607,7 +685,7 @@ class LidEstimator:
         lower_rise = _clamp((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss)
         squeezed = (lower_rise - LOWER_SHARE_CLOSING * loss) / (LOWER_SHARE_SQUEEZE - LOWER_SHARE_CLOSING)
         # A squeezed eye is still open: without a pupil showing, all of the narrowing is closing.
-        squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * presence
+        squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * min(presence / SQUEEZE_FULL_PRESENCE, 1.0)
         # gap / relaxed gap = openness x (1 - squeeze loss), and squeezed = openness x squeeze loss.
         open_share = _clamp(1.0 - loss + squeezed, 0.0, 1.0)
         # A squint lowers the upper lid too (about as much as the lower lid rises): a lower lid risen alone is

@@ -1,0 +1,116 @@
+"""Quick lid-estimator evaluation on the accuracy benchmark's synthetic sets (dev tool, not part of the product).
+
+Renders each (preset, seed) set once and caches the frames with the default pupil tracker's results, then runs
+only the lid estimator and the pipeline's filters on them, scoring as `benchmarks/accuracy.py` does.
+`python -m benchmarks._lid_eval [easy:7 hard:7 ...]`
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from app.camera.base import GrayImage
+from app.camera.virtual_eye import EyeGroundTruth
+from app.config.models import TrackerConfig
+from app.tracking.openness import LidEstimator, LidState
+from app.tracking.pipeline import _clip, _Filters
+from app.tracking.pupil.tracker import PupilTracker
+from app.tracking.results import PupilResult
+from benchmarks._accuracy_sets import load_meye, synthetic_frames
+from benchmarks.accuracy import MEYE_TUNING_SUBJECTS
+
+CACHE = Path("/tmp/lid")
+COUNT = 900
+
+Frame = tuple[float, GrayImage, EyeGroundTruth, PupilResult]
+
+
+def load(preset: str, seed: int) -> list[Frame]:
+    path = CACHE / f"{preset}_{seed}.pkl"
+    if path.is_file():
+        with path.open("rb") as handle:
+            frames: list[Frame] = pickle.load(handle)
+            return frames
+    config = TrackerConfig()
+    tracker = PupilTracker(config.algorithm)
+    frames = [(ts, gray, truth, tracker.detect(gray)) for ts, gray, truth in synthetic_frames(preset, COUNT, seed)]
+    CACHE.mkdir(exist_ok=True)
+    with path.open("wb") as handle:
+        pickle.dump(frames, handle)
+    return frames
+
+
+def run(
+    frames: list[Frame],
+) -> tuple[dict[str, float], list[tuple[EyeGroundTruth, LidState, tuple[float, float, float]]]]:
+    config = TrackerConfig()
+    lids = LidEstimator(config.algorithm.confidence_threshold)
+    f = _Filters(config.filter)
+    errors: dict[str, list[float]] = {"openness": [], "widen": [], "squeeze": [], "relaxed": []}
+    rows = []
+    for ts, gray, truth, pupil in frames:
+        state = lids.update(gray, pupil)
+        openness = _clip(f.apply(f.openness, state.openness, ts))
+        widen = _clip(f.apply(f.widen, state.widen, ts))
+        squeeze = _clip(f.apply(f.squeeze, state.squeeze, ts))
+        s = truth.state
+        errors["openness"].append(abs(openness - s.openness))
+        errors["widen"].append(abs(widen - s.widen))
+        errors["squeeze"].append(abs(squeeze - s.squeeze))
+        if s.openness >= 0.95 and s.widen < 0.05 and s.squeeze < 0.05:
+            errors["relaxed"].append(max(widen, squeeze))
+        rows.append((truth, state, (openness, widen, squeeze)))
+    return {k: float(np.mean(v)) for k, v in errors.items()}, rows
+
+
+def meye_blink() -> str:
+    """Blink F1 of the lid estimator on MEYE (MEYE's flags), all subjects and held-out ones, as accuracy.py."""
+    path = CACHE / "meye.pkl"
+    if path.is_file():
+        with path.open("rb") as handle:
+            cached: list[tuple[int, bool, GrayImage, PupilResult]] = pickle.load(handle)
+    else:
+        tracker = PupilTracker(TrackerConfig().algorithm)
+        cached, subject = [], -1
+        for frame in load_meye():
+            if frame.subject != subject:
+                tracker, subject = PupilTracker(TrackerConfig().algorithm), frame.subject
+            cached.append((frame.subject, frame.blink_truth, frame.gray, tracker.detect(frame.gray)))
+        CACHE.mkdir(exist_ok=True)
+        with path.open("wb") as handle:
+            pickle.dump(cached, handle)
+    counts = {"all": [0, 0, 0], "held out": [0, 0, 0]}
+    lids, subject = LidEstimator(), -1
+    for frame_subject, truth, gray, pupil in cached:
+        if frame_subject != subject:
+            lids, subject = LidEstimator(TrackerConfig().algorithm.confidence_threshold), frame_subject
+        blink = lids.update(gray, pupil).blink
+        for key in ("all", "held out") if frame_subject not in MEYE_TUNING_SUBJECTS else ("all",):
+            counts[key][0] += blink and truth
+            counts[key][1] += blink and not truth
+            counts[key][2] += (not blink) and truth
+    texts = []
+    for key, (tp, fp, fn) in counts.items():
+        precision, recall = tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+        texts.append(f"{key} F1 {2 * precision * recall / max(precision + recall, 1e-9):.3f}")
+    return "MEYE blink " + "  ".join(texts)
+
+
+def main(argv: list[str]) -> int:
+    sets = argv or ["easy:7", "hard:7", "easy:11", "hard:11", "meye"]
+    for name in sets:
+        if name == "meye":
+            print(meye_blink())
+            continue
+        preset, seed = name.split(":")
+        scores, _ = run(load(preset, int(seed)))
+        print(f"{name:8s} " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
