@@ -131,6 +131,16 @@ WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
 # A squint may hide part of the pupil under either lid: from this presence on, the squint is taken at face value.
 SQUEEZE_FULL_PRESENCE = 1.0
 SQUEEZE_MIN_PRESENCE = 0.3
+# A full squint raises the lower lid by about this fraction of the iris' half-height.
+SQUEEZE_LOWER_RISE_TO_IRIS = 0.3
+# The lower-lid-only baseline keeps residuals within these many spreads below and above its fit, and reaches
+# this fraction of the span of pupil positions seen beyond it.
+LOWER_KEEP_SPREADS = (2.5, 4.0)
+LOWER_EXTRAPOLATION = 0.3
+# Some eyes and cameras lose the upper lid in the lashes most of the time; where it is lost in this share of the
+# frames (ramp) it is not trusted even where found: squeeze comes from the lower lid, openness from the pupil.
+UPPER_LOST_SHARE = (0.15, 0.35)
+UPPER_LOST_FRAMES = 300
 # Lids read as squinted, widened or closed by less than this count as relaxed samples for the local correction.
 RELAXED_READING = 0.1
 MIN_DILATION_SAMPLES = 60
@@ -168,6 +178,11 @@ class LidEdges:
     @property
     def measured(self) -> bool:
         return not (self.upper_censored or self.lower_censored or np.isnan(self.upper_y) or np.isnan(self.lower_y))
+
+
+def _lower_measured(edges: LidEdges) -> bool:
+    """Whether the lower lid was measured (whatever the upper one)."""
+    return not (edges.lower_censored or np.isnan(edges.lower_y))
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -492,6 +507,75 @@ class LidBaseline:
         return far_gap + weight * (local_gap - far_gap), far_lower + weight * (local_lower - far_lower)
 
 
+class LowerLidBaseline:
+    """The relaxed lower lid's offset from the pupil as a function of the pupil position, from every frame where
+    the lower lid is measured, whatever the upper lid does (it is the steadier edge: lashes hide the upper one).
+
+    a + b u + c v + d u^2 as in `LidBaseline`, with the same prior on the vertical slope; squints and blinks
+    raise the lower lid, so the fit keeps the upper envelope of the samples (residuals within a band scaled by
+    their own spread). The fit reaches a little past the pupil positions seen (the slope is physical), no further.
+    """
+
+    def __init__(self, size: int = HISTORY_FRAMES) -> None:
+        self._samples: deque[tuple[float, float, float]] = deque(maxlen=size)
+        self._count = 0
+        self._coef: npt.NDArray[np.float64] | None = None
+        self._centre = (0.0, 0.0)
+        self._scale = 1.0
+        self._u_range = (0.0, 0.0)
+        self._v_range = (0.0, 0.0)
+
+    @property
+    def ready(self) -> bool:
+        return self._coef is not None and len(self._coef) == LOWER_FEATURES
+
+    def add(self, x: float, y: float, lower_offset_px: float) -> None:
+        self._samples.append((x, y, lower_offset_px))
+        self._count += 1
+        if len(self._samples) >= MIN_FIT_SAMPLES and self._count % REFRESH_EVERY == 0:
+            self._fit()
+
+    def _features(self, u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.column_stack([np.ones_like(u), u, v, u * u])
+
+    def _fit(self) -> None:
+        data = np.asarray(self._samples, np.float64)
+        xs, ys, lowers = data[:, 0], data[:, 1], data[:, 2]
+        self._centre = (float(np.median(xs)), float(np.median(ys)))
+        self._scale = max(float(np.median(np.abs(lowers))), 1.0)
+        u, v = (xs - self._centre[0]) / self._scale, (ys - self._centre[1]) / self._scale
+        features = self._features(u, v)
+        slope_prior = (LID_GAZE_FOLLOW_PRIOR - 1.0) * self._scale
+        keep = np.ones(len(lowers), bool)
+        for start in range(BASELINE_FIT_ROUNDS + 1):
+            coef = _fit_with_prior(features[keep], lowers[keep], VERTICAL_FEATURE, slope_prior)
+            residual = lowers - features @ coef
+            if start == 0:
+                keep = residual >= np.percentile(residual, 100 - BASELINE_START_PERCENTILE)
+                continue
+            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 0.5)
+            keep = (residual > -LOWER_KEEP_SPREADS[0] * spread) & (residual < LOWER_KEEP_SPREADS[1] * spread)
+            if np.count_nonzero(keep) < LOWER_FEATURES * 4:
+                return
+        self._coef = coef
+        self._u_range = _widened_range(u[keep], LOWER_EXTRAPOLATION)
+        self._v_range = _widened_range(v[keep], LOWER_EXTRAPOLATION)
+
+    def predict(self, x: float, y: float) -> float | None:
+        """The relaxed lower lid's offset below the pupil at this pupil position, pixels."""
+        if self._coef is None:
+            return None
+        u = _clamp((x - self._centre[0]) / self._scale, *self._u_range)
+        v = _clamp((y - self._centre[1]) / self._scale, *self._v_range)
+        return float(self._coef[0] + self._coef[1] * u + self._coef[2] * v + self._coef[3] * u * u)
+
+
+def _widened_range(values: npt.NDArray[np.float64], extra: float) -> tuple[float, float]:
+    """The span of `values` widened by `extra` of itself on each side."""
+    low, high = float(np.min(values)), float(np.max(values))
+    return low - extra * (high - low), high + extra * (high - low)
+
+
 def pupil_dark_fraction(gray: GrayU8, pupil: PupilResult) -> float:
     """Share of the pupil's fitted ellipse (its inner part) that is actually dark, i.e. not covered by a lid.
 
@@ -560,6 +644,9 @@ class LidEstimator:
         self._last_radius = 0.0
         self._blink = False
         self._relaxed_reading = True
+        self._lower_baseline = LowerLidBaseline()
+        self._upper_lost: deque[bool] = deque(maxlen=UPPER_LOST_FRAMES)
+        self._upper_lost_count = 0
 
     def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
         height, width = gray.shape
@@ -592,11 +679,28 @@ class LidEstimator:
             if iris is not None and iris >= MIN_IRIS_TO_PUPIL * extent_x:
                 # The iris' radius: its half-width undone of the foreshortening the pupil shows.
                 self._iris_radius.add(iris * radius / max(extent_x, 1e-3))
-        edges = measure_lids(gray, x, y, radius, self._iris_half_height(pupil if seen else None))
+        iris_half_height = self._iris_half_height(pupil if seen else None)
+        edges = measure_lids(gray, x, y, radius, iris_half_height)
         if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
             self._baseline.add(x, y, edges, self._relaxed_reading)
+        if seen and edges is not None:
+            self._count_upper_lost(bool(np.isnan(edges.upper_y)))
+            if _lower_measured(edges) and pupil.y < edges.lower_y:
+                self._lower_baseline.add(x, y, edges.lower_y - y)
         openness, widen, squeeze = self._lid_values(edges, x, y, presence)
         self._relaxed_reading = max(widen, squeeze, 1.0 - openness) < RELAXED_READING
+        trust_upper = self._upper_trust()
+        if trust_upper < 1.0 and edges is not None and not np.isnan(edges.upper_y):
+            # The upper lid is mostly lost in the lashes: where found it is as likely the lash line. How plainly
+            # the pupil is seen tells openness then.
+            lower_squeeze = self._lower_squeeze(edges, x, y, presence, iris_half_height)
+            # (During a blink the lids' reading stays in charge: a shape on the closed lids may look like a pupil.)
+            blended = trust_upper * openness + (1.0 - trust_upper) * presence
+            openness = min(openness, blended) if self._blink else blended
+            widen *= trust_upper
+            squeeze = trust_upper * squeeze + (1.0 - trust_upper) * lower_squeeze
+        elif edges is not None and np.isnan(edges.upper_y) and self._lower_baseline.ready:
+            squeeze = self._lower_squeeze(edges, x, y, presence, iris_half_height)
         # During a blink only a plainly seen pupil lifts the cap: a shape found on the closed lids now and
         # then must not make the closed eye flicker open.
         shown = min(presence, visibility) if self._blink else presence
@@ -617,6 +721,30 @@ class LidEstimator:
             self._blink = True
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
+
+    def _count_upper_lost(self, lost: bool) -> None:
+        if len(self._upper_lost) == self._upper_lost.maxlen and self._upper_lost[0]:
+            self._upper_lost_count -= 1
+        self._upper_lost.append(lost)
+        self._upper_lost_count += lost
+
+    def _upper_trust(self) -> float:
+        """1 where the upper lid is usually found, falling to 0 where it is usually lost (UPPER_LOST_SHARE)."""
+        if len(self._upper_lost) < MIN_FIT_SAMPLES or not self._lower_baseline.ready:
+            return 1.0
+        share = self._upper_lost_count / len(self._upper_lost)
+        return _clamp((UPPER_LOST_SHARE[1] - share) / (UPPER_LOST_SHARE[1] - UPPER_LOST_SHARE[0]), 0.0, 1.0)
+
+    def _lower_squeeze(
+        self, edges: LidEdges, x: float, y: float, presence: float, iris_half_height_px: float | None
+    ) -> float:
+        """Squeeze from the lower lid's rise alone, against its own baseline, in units of the iris."""
+        relaxed_lower = self._lower_baseline.predict(x, y)
+        if relaxed_lower is None or not iris_half_height_px or not _lower_measured(edges):
+            return 0.0
+        level = (relaxed_lower - (edges.lower_y - y)) / (SQUEEZE_LOWER_RISE_TO_IRIS * iris_half_height_px)
+        trust = min(presence / SQUEEZE_FULL_PRESENCE, 1.0)
+        return _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * trust
 
     def _shrunk(self, pupil: PupilResult) -> bool:
         usual = self._recent_size.median if self._recent_size.ready else None
