@@ -7,6 +7,7 @@ from app.config.models import CalibrationConfig, FilterConfig, TrackerConfig
 from app.tracking.calibration import GazeCalibrator, map_gaze, recentered
 from app.tracking.filters import OneEuroFilter
 from app.tracking.openness import LidEstimator
+from app.tracking.pupil.gate import PupilGate
 from app.tracking.pupil.tracker import PupilTracker
 from app.tracking.results import EyeResult, PupilResult
 
@@ -30,6 +31,7 @@ class EyePipeline:
     def __init__(self, config: TrackerConfig) -> None:
         self.config = config
         self._pupils = PupilTracker(config.algorithm)
+        self._gate = PupilGate()
         self._lids = LidEstimator(config.algorithm.confidence_threshold)
         self._filters = _Filters(config.filter)
         self._calibrator = GazeCalibrator()
@@ -71,7 +73,9 @@ class EyePipeline:
 
     def process(self, gray: GrayImage, ts: float) -> EyeResult:
         height, width = gray.shape[:2]
-        pupil = self._pupils.detect(gray) if gray.size else PupilResult.none()
+        # A closed eye skips the pupil search (see app.tracking.pupil.gate).
+        pupil = self._pupils.detect(gray) if gray.size and self._gate.allows(gray) else PupilResult.none()
+        self._gate.learn(pupil)
         found = pupil.confidence >= self.config.algorithm.confidence_threshold
         lids = self._lids.update(gray, pupil)
         norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
