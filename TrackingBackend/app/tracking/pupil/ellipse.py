@@ -32,13 +32,19 @@ def as_u8(image: npt.NDArray[np.generic]) -> GrayU8:
 
 def ellipse_distance_px(points: npt.NDArray[np.floating[Any]], ellipse: Ellipse) -> npt.NDArray[np.float64]:
     """Approximate geometric distance of points to an ellipse (radial, scaled by the mean semi-axis)."""
+    distance: npt.NDArray[np.float64] = np.abs(signed_ellipse_distance_px(points, ellipse))
+    return distance
+
+
+def signed_ellipse_distance_px(points: npt.NDArray[np.floating[Any]], ellipse: Ellipse) -> npt.NDArray[np.float64]:
+    """`ellipse_distance_px` with a sign: negative inside the ellipse, positive outside."""
     (cx, cy), (w, h), angle_deg = ellipse
     a, b = max(w / 2.0, 1e-3), max(h / 2.0, 1e-3)
     cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
     dx, dy = points[:, 0] - cx, points[:, 1] - cy
     u = (dx * cos_a + dy * sin_a) / a
     v = (-dx * sin_a + dy * cos_a) / b
-    distance: npt.NDArray[np.float64] = np.asarray(np.abs(np.hypot(u, v) - 1.0) * 0.5 * (a + b), np.float64)
+    distance: npt.NDArray[np.float64] = np.asarray((np.hypot(u, v) - 1.0) * 0.5 * (a + b), np.float64)
     return distance
 
 

@@ -1,10 +1,17 @@
-"""Starburst edge fit: rays from inside the pupil to its rim, sub-pixel edges, a robust ellipse fit.
+"""Starburst edge fit: rays from inside the pupil to its rim, sub-pixel edges, an occlusion-aware ellipse fit.
 
 Each ray stops at the first crossing of the pupil/iris mid-level; the edge is where the profile rises
 fastest near that crossing (so the result does not hang on the level chosen). Rays whose crossing sits next
 to a glint, and rays whose outside does not look like iris a few pixels on (a lid chord: lid margin then
 skin; a lash: dark), give no point: the ellipse is fitted to the pupil/iris border alone, which keeps a
 partly hidden pupil's centre where the whole pupil's centre is.
+
+A lid whose skin is about as bright as the iris (low contrast, blur) passes that test, and its chord pulls
+a plain fit onto the visible part only. An occluder hides a contiguous sector of the outline and leaves its
+edge inside the pupil's outline, never outside: so the fit also tries leaving out one sector of rays at a
+time and takes the ellipse that explains clearly more rim points with none outside it. A partial arc pins
+the ellipse's shape down poorly; among hypotheses that explain about as many points, the one whose axes
+are closest to the pupil tracked in the previous frame (when it is near) wins.
 """
 
 from __future__ import annotations
@@ -15,7 +22,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from app.tracking.pupil.ellipse import Ellipse, GrayU8, ellipse_distance_px, fit_ellipse, median
+from app.tracking.pupil.ellipse import (
+    Ellipse,
+    GrayU8,
+    ellipse_distance_px,
+    fit_ellipse,
+    median,
+    signed_ellipse_distance_px,
+)
 
 RAY_COUNT = 64
 RAY_STEP_PX = 0.5
@@ -33,6 +47,17 @@ RAY_GLINT_GAP_PX = 1.5
 RAY_MIN_POINTS = 10
 INLIER_PX = 1.0
 OUTLIER_MEDIANS = 2.5
+# Occlusion hypotheses: each leaves out a sector of this fraction of the rays, at SECTOR_STARTS positions.
+SECTOR_SPANS = (0.25, 0.4)
+SECTOR_STARTS = 16
+# A rim point this far outside a hypothesis contradicts it (an occluder's edge lies inside the outline).
+OUTSIDE_PX = 1.5
+# A hypothesis replaces the plain robust fit when it explains this fraction of the rim points more.
+OCCLUSION_GAIN = 0.05
+# Hypotheses within this fraction of the rim points of the best are told apart by the tracked pupil's axes,
+# used when the plain fit's centre is within PRIOR_MAX_MOVE x its major axis of the tracked pupil's centre.
+PRIOR_SLACK = 0.05
+PRIOR_MAX_MOVE = 0.25
 
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, RAY_COUNT, endpoint=False)
 _RAY_COS, _RAY_SIN = np.cos(_ANGLES), np.sin(_ANGLES)
@@ -59,9 +84,11 @@ def fit_rays(
     inside_level: float,
     iris_level: float,
     glints: GrayU8,
+    prior: Ellipse | None = None,
 ) -> Ellipse | None:
     """The pupil ellipse from rays cast from `start` (inside the pupil) in `roi`; None when too few rays
-    find an iris-bordered edge. `glints` marks (dilated) glint pixels.
+    find an iris-bordered edge. `glints` marks (dilated) glint pixels; `prior` is the pupil tracked in the
+    previous frame, in `roi` coordinates.
 
     A first pass from `start` only re-centres (plain level crossings, one fit); the second, from that centre,
     hits the rim square on and gives the result.
@@ -75,19 +102,21 @@ def fit_rays(
         smooth[glints > 0] = inside_level  # glints are inside the pupil or on its rim: never a crossing
     near_glint = glints if has_glints else None
     level = inside_level + RAY_EDGE_FRACTION * contrast
+    tolerance = RAY_IRIS_TOLERANCE * contrast
     sample_count = int((RAY_REACH * reach_px + RAY_REACH_MARGIN_PX) / RAY_STEP_PX)
     offsets_x, offsets_y = _ray_offsets(sample_count)
-    rim = _rim(smooth, start, offsets_x, offsets_y, level, iris_level, RAY_IRIS_TOLERANCE * contrast, near_glint, False)
+    rim = _rim(smooth, start, offsets_x, offsets_y, level, iris_level, tolerance, near_glint, False)
     if rim is None:
         return None
-    (cx, cy), _, _ = fit_ellipse(rim)
+    (cx, cy), _, _ = fit_ellipse(rim[0])
     height, width = smooth.shape
     if not (0 <= cx < width and 0 <= cy < height and smooth[int(cy), int(cx)] < level):
         cx, cy = start
-    rim = _rim(
-        smooth, (cx, cy), offsets_x, offsets_y, level, iris_level, RAY_IRIS_TOLERANCE * contrast, near_glint, True
-    )
-    return None if rim is None else _robust_fit(rim)
+    rim = _rim(smooth, (cx, cy), offsets_x, offsets_y, level, iris_level, tolerance, near_glint, True)
+    if rim is None and (cx, cy) != start:
+        # The first fit can land outside the pupil on a glint (glints read as pupil in `smooth`).
+        rim = _rim(smooth, start, offsets_x, offsets_y, level, iris_level, tolerance, near_glint, True)
+    return None if rim is None else _occlusion_fit(rim[0], rim[1], prior)
 
 
 def _rim(
@@ -100,8 +129,9 @@ def _rim(
     tolerance: float,
     glints: GrayU8 | None,
     steepest: bool,
-) -> npt.NDArray[np.float32] | None:
-    """Rim points (N x 2, float32) on the rays from `centre`; None when fewer than RAY_MIN_POINTS."""
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.intp]] | None:
+    """Rim points (N x 2, float32) on the rays from `centre` and their ray indices; None when fewer than
+    RAY_MIN_POINTS."""
     cx, cy = centre
     map_x, map_y = offsets_x + np.float32(cx), offsets_y + np.float32(cy)
     profiles = np.asarray(
@@ -129,7 +159,7 @@ def _rim(
     points = np.empty((len(rays), 2), np.float32)
     points[:, 0] = cx + _RAY_COS[rays] * dist
     points[:, 1] = cy + _RAY_SIN[rays] * dist
-    return points
+    return points, rays
 
 
 def _steepest_rise_px(profiles: npt.NDArray[np.float32], crossing: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
@@ -163,3 +193,115 @@ def _robust_fit(points: npt.NDArray[np.float32]) -> Ellipse:
         points = points[keep]
         ellipse = fit_ellipse(points)
     return ellipse
+
+
+def _support(signed_px: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    """Per column: rim points on the ellipse minus rim points outside it (signed distances, points x fits)."""
+    on = np.count_nonzero(np.abs(signed_px) < INLIER_PX, axis=0)
+    support: npt.NDArray[np.int64] = on - np.count_nonzero(signed_px > OUTSIDE_PX, axis=0)
+    return support
+
+
+def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], prior: Ellipse | None) -> Ellipse:
+    """The robust fit, or the ellipse of the occlusion hypothesis (one sector of rays left out) that explains
+    clearly more rim points with none outside it (see the module's docstring)."""
+    count = len(points)
+    robust = _robust_fit(points)
+    baseline = int(_support(signed_ellipse_distance_px(points, robust)[:, None])[0])
+    if baseline >= (1.0 - OCCLUSION_GAIN) * count:
+        return robust  # no hypothesis can explain enough more
+    # Conics a x^2 + b xy + c y^2 + d x + e y = 1 in coordinates centred on the points' mean (inside the
+    # pupil), least squares over each hypothesis' rays at once: one batched 5 x 5 solve.
+    centre = points.mean(axis=0, dtype=np.float64)
+    scale = max(float(np.abs(points - centre).max()), 1.0)
+    x = (points[:, 0] - centre[0]) / scale
+    y = (points[:, 1] - centre[1]) / scale
+    design = np.column_stack([x * x, x * y, y * y, x, y])
+    weights = _SECTOR_KEEP[:, rays]
+    products = (design[:, :, None] * design[:, None, :]).reshape(count, 25)
+    normal = (weights @ products).reshape(-1, 5, 5) + _RIDGE
+    try:
+        conics = np.linalg.solve(normal, (weights @ design)[..., None])[..., 0]
+    except np.linalg.LinAlgError:
+        return robust
+    a, b, c, d, e = conics.T
+    # Sampson distance, signed: the conic is below 1 inside.
+    grad_x = 2.0 * a * x[:, None] + b * y[:, None] + d
+    grad_y = b * x[:, None] + 2.0 * c * y[:, None] + e
+    signed = (design @ conics.T - 1.0) / np.maximum(np.hypot(grad_x, grad_y), 1e-9) * scale
+    support = _support(signed)
+    axes = _conic_axes_px(conics, scale)
+    support[~np.isfinite(axes[:, 0])] = -count
+    best = int(np.argmax(support))
+    if prior is not None and _near(robust, prior):
+        best = _closest_to_prior(support, axes, baseline, robust, prior, count)
+        if best < 0:
+            return robust
+    elif support[best] <= baseline + OCCLUSION_GAIN * count:
+        return robust
+    chosen = points[np.abs(signed[:, best]) < INLIER_PX]
+    return fit_ellipse(chosen) if len(chosen) >= RAY_MIN_POINTS else robust
+
+
+def _near(found: Ellipse, prior: Ellipse) -> bool:
+    (fx, fy), _, _ = found
+    (px, py), (pw, ph), _ = prior
+    return bool(np.hypot(fx - px, fy - py) <= PRIOR_MAX_MOVE * max(pw, ph))
+
+
+def _closest_to_prior(
+    support: npt.NDArray[np.int64],
+    axes: npt.NDArray[np.float64],
+    baseline: int,
+    robust: Ellipse,
+    prior: Ellipse,
+    count: int,
+) -> int:
+    """Among the fits that explain about as many rim points as the best, the hypothesis whose axes are closest
+    to the prior's; -1 when the robust fit is closer (or no hypothesis qualifies)."""
+    _, (prior_w, prior_h), _ = prior
+    prior_axes = np.log([min(prior_w, prior_h), max(prior_w, prior_h)])
+    floor = max(int(support.max()), baseline) - PRIOR_SLACK * count
+    with np.errstate(divide="ignore", invalid="ignore"):
+        deviation = np.abs(np.log(axes) - prior_axes).sum(axis=1)
+    deviation[(support < floor) | ~np.isfinite(deviation)] = np.inf
+    pick = int(np.argmin(deviation))
+    _, (robust_w, robust_h), _ = robust
+    robust_axes = np.log([max(min(robust_w, robust_h), 1e-3), max(robust_w, robust_h, 1e-3)])
+    robust_deviation = float(np.abs(robust_axes - prior_axes).sum()) if baseline >= floor else np.inf
+    return pick if deviation[pick] < robust_deviation else -1
+
+
+def _conic_axes_px(conics: npt.NDArray[np.float64], scale: float) -> npt.NDArray[np.float64]:
+    """(minor, major) full axes in pixels of each conic a x^2 + b xy + c y^2 + d x + e y = 1; NaN for a conic
+    that is not a real ellipse."""
+    a, b, c, d, e = conics.T
+    det = 4.0 * a * c - b * b
+    safe = np.where(det > 0, det, 1.0)
+    x0, y0 = (b * e - 2.0 * c * d) / safe, (b * d - 2.0 * a * e) / safe
+    # Around its centre the conic reads q(u) = k with k = 1 + q(centre), q the quadratic part.
+    k = 1.0 + a * x0 * x0 + b * x0 * y0 + c * y0 * y0
+    root = np.hypot((a - c) / 2.0, b / 2.0)
+    large, small = (a + c) / 2.0 + root, (a + c) / 2.0 - root
+    real = (det > 0) & (k > 0) & (small > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        minor = np.where(real, 2.0 * np.sqrt(k / large) * scale, np.nan)
+        major = np.where(real, 2.0 * np.sqrt(k / small) * scale, np.nan)
+    axes: npt.NDArray[np.float64] = np.column_stack([minor, major])
+    return axes
+
+
+def _sector_weights() -> npt.NDArray[np.float64]:
+    """One row per occlusion hypothesis over the RAY_COUNT rays: 0 for the sector it leaves out, else 1."""
+    rows = []
+    for span in SECTOR_SPANS:
+        width = round(span * RAY_COUNT)
+        for start in range(0, RAY_COUNT, RAY_COUNT // SECTOR_STARTS):
+            row = np.ones(RAY_COUNT)
+            row[(start + np.arange(width)) % RAY_COUNT] = 0.0
+            rows.append(row)
+    return np.asarray(rows)
+
+
+_SECTOR_KEEP = _sector_weights()
+_RIDGE = 1e-9 * np.eye(5)

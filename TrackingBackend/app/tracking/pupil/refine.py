@@ -28,8 +28,9 @@ from app.tracking.results import PupilResult
 # The region is searched within this many coarse radii of the guess.
 ROI_RADII = 4.0
 THRESHOLD_ITERATIONS = 2
-# The ray fit is kept unless the region fit's visible outline scores this much better.
-RAY_FIT_PREFERENCE = 0.05
+# The ray fit is kept unless the region fit's visible outline scores this much better: the region's outline
+# follows a lid chord as readily as the pupil's rim, and a chord's outline contrasts well too.
+RAY_FIT_PREFERENCE = 0.1
 # Threshold = inside + THRESHOLD_FRACTION x (outside - inside): the edge's half-way grey level.
 THRESHOLD_FRACTION = 0.45
 INITIAL_THRESHOLD_GREY = 12.0
@@ -41,7 +42,9 @@ CANNY_LOW, CANNY_HIGH = 20, 50
 MIN_EDGE_POINTS = 8
 EDGE_FIT_ITERATIONS = 2
 EDGE_INLIER_PX = 1.0
-MIN_AXIS_RATIO = 0.35
+# Flatter fits lose half their confidence: a lash or a lid crease, not a pupil (a camera 70 degrees off the
+# pupil's axis still sees it at about 0.34).
+MIN_AXIS_RATIO = 0.3
 # Outline points whose outside (sampled this far out) differs from the outline's median outside by more than
 # IRIS_TOLERANCE x (iris - pupil) border an occluder; at least this fraction of the outline must remain.
 OUTSIDE_STEPS_PX = (2.0, 3.0, 4.0)
@@ -54,8 +57,11 @@ _RING_OUTER = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 _FLOOD_FLAGS = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (255 << 8)
 
 
-def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm: str) -> PupilResult:
-    """The pupil ellipse near the coarse guess (cx, cy) of about `radius_px`; a null result when none."""
+def refine_pupil(
+    gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm: str, prior: PupilResult | None = None
+) -> PupilResult:
+    """The pupil ellipse near the coarse guess (cx, cy) of about `radius_px`; a null result when none.
+    `prior` is the pupil tracked in the previous frame, if any (it helps fit a pupil that a lid half hides)."""
     height, width = gray.shape
     half = int(max(ROI_RADII * radius_px, 10.0))
     x0, y0 = max(int(cx) - half, 0), max(int(cy) - half, 0)
@@ -83,7 +89,8 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
     # through a lid chord): the one whose visible outline contrasts best wins. The region fit is only worth
     # computing when it could still win.
     dark_level = inside_level + 0.5 * (outside_level - inside_level)
-    best = _usable(fit_rays(roi, start, reach_px, inside_level, outside_level, glints))
+    roi_prior = None if prior is None else _in_roi(prior, x0, y0)
+    best = _usable(fit_rays(roi, start, reach_px, inside_level, outside_level, glints, roi_prior))
     best_score = -1.0 if best is None else visible_outline_score(roi, best, dark_level)
     if best_score + RAY_FIT_PREFERENCE < 1.0:
         region_fit = _usable(_fit_region(roi, region, glints, inside_level, half))
@@ -98,6 +105,10 @@ def refine_pupil(gray: GrayU8, cx: float, cy: float, radius_px: float, algorithm
     if min(ew, eh) < MIN_AXIS_RATIO * max(ew, eh):
         confidence *= 0.5
     return PupilResult(float(ex + x0), float(ey + y0), float(ew), float(eh), float(angle), confidence, algorithm)
+
+
+def _in_roi(pupil: PupilResult, x0: int, y0: int) -> Ellipse:
+    return (pupil.x - x0, pupil.y - y0), (pupil.ellipse_w, pupil.ellipse_h), pupil.angle_deg
 
 
 def _usable(ellipse: Ellipse | None) -> Ellipse | None:

@@ -121,7 +121,7 @@ class PupilTracker:
                 if candidate in seen or any(_inside(candidate, done) for done in tried):
                     continue
                 seen.add(candidate)
-                result = run_on_candidate(name, gray, candidate)
+                result = run_on_candidate(name, gray, candidate, self._last)
                 if result.confidence >= DEDUPE_CONFIDENCE:
                     tried.append(result)
                 if result.confidence > best.confidence:
@@ -168,9 +168,12 @@ def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Can
     return [Candidate(h.x * scale + offset, h.y * scale + offset, h.radius_px * scale, h.response) for h in hits]
 
 
-def run_on_candidate(name: AlgorithmName, gray: GrayU8, candidate: Candidate) -> PupilResult:
+def run_on_candidate(
+    name: AlgorithmName, gray: GrayU8, candidate: Candidate, last: PupilResult | None = None
+) -> PupilResult:
+    """One algorithm on one coarse candidate; `last` is the pupil tracked in the previous frame, if any."""
     if name == AlgorithmName.HSRAC:
-        return refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC")
+        return refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC", last)
     if name == AlgorithmName.RANSAC:
         return ransac_pupil(gray, candidate.x, candidate.y, candidate.radius_px * HAAR_TO_PUPIL_RADIUS)
     if name == AlgorithmName.AHSF:
