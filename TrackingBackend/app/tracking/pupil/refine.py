@@ -138,20 +138,33 @@ def _grow_region(
     inner = mask[1:-1, 1:-1]
     seed_value = int(roi[seed_y, seed_x])
     inside_level = outside_level = 0.0
+    height, width = roi.shape
+    reach = _RING_OUTER.shape[0] // 2
     for _ in range(THRESHOLD_ITERATIONS + 1):
         if seed_value > threshold:
             return None
         mask[:] = 0
-        cv2.floodFill(roi, mask, (seed_x, seed_y), 0, (255,) * 4, (int(threshold) - seed_value,) * 4, _FLOOD_FLAGS)
-        ring = as_u8(cv2.dilate(inner, _RING_OUTER)) & ~as_u8(cv2.dilate(inner, _KERNEL_3))
-        ring_values = roi[ring > 0]
-        if ring_values.size == 0 or cv2.countNonZero(inner) < MIN_REGION_AREA_PX:
+        _, _, _, (rx, ry, rw, rh) = cv2.floodFill(
+            roi, mask, (seed_x, seed_y), 0, (255,) * 4, (int(threshold) - seed_value,) * 4, _FLOOD_FLAGS
+        )
+        if rw * rh < MIN_REGION_AREA_PX or cv2.countNonZero(inner[ry : ry + rh, rx : rx + rw]) < MIN_REGION_AREA_PX:
             return None
-        inside_level = cv2.mean(roi, inner)[0]
+        # The ring and the means only where the region can reach: its bounding box and the ring's width.
+        bx0, by0 = max(rx - reach, 0), max(ry - reach, 0)
+        bx1, by1 = min(rx + rw + reach, width), min(ry + rh + reach, height)
+        box, box_roi = inner[by0:by1, bx0:bx1], roi[by0:by1, bx0:bx1]
+        ring = as_u8(cv2.dilate(box, _RING_OUTER)) & ~as_u8(cv2.dilate(box, _KERNEL_3))
+        ring_values = box_roi[ring > 0]
+        if ring_values.size == 0:
+            return None
+        inside_level = cv2.mean(box_roi, box)[0]
         outside_level = median(ring_values)
         if outside_level <= inside_level:
             return None
+        previous = int(threshold)
         threshold = inside_level + THRESHOLD_FRACTION * (outside_level - inside_level)
+        if int(threshold) == previous:
+            break  # the same threshold floods the same region again
     return as_u8(inner), (float(seed_x), float(seed_y)), inside_level, outside_level
 
 
