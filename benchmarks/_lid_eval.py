@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from app.camera.virtual_eye import EyeGroundTruth
 from app.config.models import TrackerConfig
 from app.tracking.openness import LidEstimator, LidState
 from app.tracking.pipeline import _clip, _Filters
+from app.tracking.pupil.gate import PupilGate
 from app.tracking.pupil.tracker import PupilTracker
 from app.tracking.results import PupilResult
 from benchmarks._accuracy_sets import load_meye, synthetic_frames
@@ -29,15 +31,26 @@ COUNT = 900
 Frame = tuple[float, GrayImage, EyeGroundTruth, PupilResult]
 
 
+def _detector() -> Callable[[GrayImage], PupilResult]:
+    """The pupil stage of `EyePipeline.process`: the gate, then the tracker."""
+    tracker, gate = PupilTracker(TrackerConfig().algorithm), PupilGate()
+
+    def detect(gray: GrayImage) -> PupilResult:
+        pupil = tracker.detect(gray) if gate.allows(gray) else PupilResult.none()
+        gate.learn(pupil)
+        return pupil
+
+    return detect
+
+
 def load(preset: str, seed: int) -> list[Frame]:
     path = CACHE / f"{preset}_{seed}.pkl"
     if path.is_file():
         with path.open("rb") as handle:
             frames: list[Frame] = pickle.load(handle)
             return frames
-    config = TrackerConfig()
-    tracker = PupilTracker(config.algorithm)
-    frames = [(ts, gray, truth, tracker.detect(gray)) for ts, gray, truth in synthetic_frames(preset, COUNT, seed)]
+    detect = _detector()
+    frames = [(ts, gray, truth, detect(gray)) for ts, gray, truth in synthetic_frames(preset, COUNT, seed)]
     CACHE.mkdir(exist_ok=True)
     with path.open("wb") as handle:
         pickle.dump(frames, handle)
@@ -51,6 +64,7 @@ def run(
     lids = LidEstimator(config.algorithm.confidence_threshold)
     f = _Filters(config.filter)
     errors: dict[str, list[float]] = {"openness": [], "widen": [], "squeeze": [], "relaxed": []}
+    blinks = [0, 0, 0]
     rows = []
     for ts, gray, truth, pupil in frames:
         state = lids.update(gray, pupil)
@@ -64,7 +78,13 @@ def run(
         if s.openness >= 0.95 and s.widen < 0.05 and s.squeeze < 0.05:
             errors["relaxed"].append(max(widen, squeeze))
         rows.append((truth, state, (openness, widen, squeeze)))
-    return {k: float(np.mean(v)) for k, v in errors.items()}, rows
+        blinks[0] += state.blink and truth.blink
+        blinks[1] += state.blink and not truth.blink
+        blinks[2] += (not state.blink) and truth.blink
+    scores = {k: float(np.mean(v)) for k, v in errors.items()}
+    precision, recall = blinks[0] / max(blinks[0] + blinks[1], 1), blinks[0] / max(blinks[0] + blinks[2], 1)
+    scores["blinkF1"] = 2 * precision * recall / max(precision + recall, 1e-9)
+    return scores, rows
 
 
 def meye_blink() -> str:
@@ -74,12 +94,12 @@ def meye_blink() -> str:
         with path.open("rb") as handle:
             cached: list[tuple[int, bool, GrayImage, PupilResult]] = pickle.load(handle)
     else:
-        tracker = PupilTracker(TrackerConfig().algorithm)
+        detect = _detector()
         cached, subject = [], -1
         for frame in load_meye():
             if frame.subject != subject:
-                tracker, subject = PupilTracker(TrackerConfig().algorithm), frame.subject
-            cached.append((frame.subject, frame.blink_truth, frame.gray, tracker.detect(frame.gray)))
+                detect, subject = _detector(), frame.subject
+            cached.append((frame.subject, frame.blink_truth, frame.gray, detect(frame.gray)))
         CACHE.mkdir(exist_ok=True)
         with path.open("wb") as handle:
             pickle.dump(cached, handle)

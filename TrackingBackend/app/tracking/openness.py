@@ -133,10 +133,15 @@ SQUEEZE_FULL_PRESENCE = 1.0
 SQUEEZE_MIN_PRESENCE = 0.3
 # A full squint raises the lower lid by about this fraction of the iris' half-height.
 SQUEEZE_LOWER_RISE_TO_IRIS = 0.3
+# The eye's opening is about this many iris radii wide either side of its middle (palpebral fissure ~30 mm, iris
+# ~12 mm across); a lid's travel falls off across it as a parabola, here never below MIN_LID_SHAPE.
+EYE_HALF_WIDTH_TO_IRIS, MIN_LID_SHAPE = 2.5, 0.5
 # The lower-lid-only baseline keeps residuals within these many spreads below and above its fit, and reaches
 # this fraction of the span of pupil positions seen beyond it.
 LOWER_KEEP_SPREADS = (2.5, 4.0)
-LOWER_EXTRAPOLATION = 0.3
+LOWER_EXTRAPOLATION = 0.5
+# It is refitted every this many samples (it takes every frame with a lower lid: a refit is not free).
+LOWER_REFRESH_EVERY = 15
 # Some eyes and cameras lose the upper lid in the lashes most of the time; where it is lost in this share of the
 # frames (ramp) it is not trusted even where found: squeeze comes from the lower lid, openness from the pupil.
 UPPER_LOST_SHARE = (0.15, 0.35)
@@ -532,7 +537,7 @@ class LowerLidBaseline:
     def add(self, x: float, y: float, lower_offset_px: float) -> None:
         self._samples.append((x, y, lower_offset_px))
         self._count += 1
-        if len(self._samples) >= MIN_FIT_SAMPLES and self._count % REFRESH_EVERY == 0:
+        if len(self._samples) >= MIN_FIT_SAMPLES and self._count % LOWER_REFRESH_EVERY == 0:
             self._fit()
 
     def _features(self, u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -560,6 +565,10 @@ class LowerLidBaseline:
         self._coef = coef
         self._u_range = _widened_range(u[keep], LOWER_EXTRAPOLATION)
         self._v_range = _widened_range(v[keep], LOWER_EXTRAPOLATION)
+
+    def offset_from_middle(self, x: float) -> float:
+        """How far this pupil column is from the middle of those seen, pixels."""
+        return x - self._centre[0]
 
     def predict(self, x: float, y: float) -> float | None:
         """The relaxed lower lid's offset below the pupil at this pupil position, pixels."""
@@ -742,7 +751,12 @@ class LidEstimator:
         relaxed_lower = self._lower_baseline.predict(x, y)
         if relaxed_lower is None or not iris_half_height_px or not _lower_measured(edges):
             return 0.0
-        level = (relaxed_lower - (edges.lower_y - y)) / (SQUEEZE_LOWER_RISE_TO_IRIS * iris_half_height_px)
+        # The lid is pinned at the eye's corners: towards them it rises less (a parabola across the eye, whose
+        # middle is about the middle of the pupil positions seen).
+        iris_radius = self._iris_radius.median or iris_half_height_px
+        across = self._lower_baseline.offset_from_middle(x) / (EYE_HALF_WIDTH_TO_IRIS * iris_radius)
+        full_rise_px = SQUEEZE_LOWER_RISE_TO_IRIS * iris_half_height_px * max(1.0 - across * across, MIN_LID_SHAPE)
+        level = (relaxed_lower - (edges.lower_y - y)) / full_rise_px
         trust = min(presence / SQUEEZE_FULL_PRESENCE, 1.0)
         return _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * trust
 
