@@ -9,6 +9,8 @@
    sending over UDP to local sinks. CPU of the two processes (user + system, from psutil) as % of one
    core, for one target (v1) and for three targets (v1 + module + babble), and CPU µs per message sent.
    Targets: <= 2 % of one core with one target, <= 3 % with three (both processes added up).
+   Each case also runs as a "floor": processes that make the same wake-ups and send the same datagrams
+   (encoded once up front) with no Python work, to tell the OS's share of the figure from ours.
    CPU comes from the scheduler's per-thread nanosecond counters where Linux has them; the two cases
    run interleaved `--repeat` times (default 3) and medians are reported.
 """
@@ -22,6 +24,7 @@ import statistics
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -128,6 +131,34 @@ def _osc_child(config_json: str, rx: Connection, position: str, board_shared: An
         outputs.close()
 
 
+def _floor_child(
+    config_json: str, rx: Connection, position: str, board_shared: Any, stop_flag: Any, ready: Any
+) -> None:
+    """The OS's share of an OSC process: the same wake-ups and the same datagrams (this eye's share of an
+    open-eye update, encoded once up front) to the same targets, with no Python work in between."""
+    import os
+    import select
+
+    plans = resolve_targets(OscConfig.model_validate_json(config_json))
+    own = TrackerPosition(position)
+    eyes = [EyeSample(LEFT, _record(10, 0.0)), EyeSample(RIGHT, _record(17, 0.0))]
+    frame = build_frame(eyes, False, False)
+    assert frame is not None and not frame.left.closed and not frame.right.closed
+    sends = []
+    for plan in plans:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect((plan.host, plan.port))
+        sends += [(sock.send, datagram) for datagram in TargetEncoder(plan).datagrams(frame, own)]
+    fd = rx.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    ready.set()
+    while not stop_flag.value:
+        if poller.poll(100) and os.read(fd, 65536):
+            for send, datagram in sends:
+                send(datagram)
+
+
 class _Sinks:
     """UDP sockets that count what arrives (drained in a thread of this process)."""
 
@@ -184,7 +215,9 @@ def _cpu_s(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def bench_processes(case: str, modes: list[str], seconds: float, target_pct: float) -> ProcessFigures:
+def bench_processes(
+    case: str, modes: list[str], seconds: float, target_pct: float, child_main: Callable[..., None] = _osc_child
+) -> ProcessFigures:
     sinks = _Sinks(len(modes))
     config = OscConfig.model_validate(
         {"outputs": [{"name": m, "mode": m, "port": p} for m, p in zip(modes, sinks.ports(), strict=True)]}
@@ -200,7 +233,7 @@ def bench_processes(case: str, modes: list[str], seconds: float, target_pct: flo
         rx, tx = SPAWN.Pipe(duplex=False)
         pipes[position] = tx
         child = SPAWN.Process(
-            target=_osc_child,
+            target=child_main,
             args=(config.model_dump_json(), rx, position.value, board.shared, stop_flag, ready),
             name=f"bench-osc-{position.value}",
             daemon=True,
@@ -297,10 +330,17 @@ def main(argv: list[str]) -> int:
 
     one_runs: list[ProcessFigures] = []
     three_runs: list[ProcessFigures] = []
-    for _ in range(repeat):  # interleaved, so both cases see the same machine load
+    floor_one_runs: list[ProcessFigures] = []
+    floor_three_runs: list[ProcessFigures] = []
+    for _ in range(repeat):  # interleaved, so all cases see the same machine load
         one_runs.append(bench_processes("1 target (v1)", ["v1"], seconds, TARGET_CPU_ONE_PCT))
         three_runs.append(bench_processes("3 targets (v1+module+babble)", THREE_TARGETS, seconds, TARGET_CPU_THREE_PCT))
+        floor_one_runs.append(bench_processes("floor, 1 target", ["v1"], seconds, TARGET_CPU_ONE_PCT, _floor_child))
+        floor_three_runs.append(
+            bench_processes("floor, 3 targets", THREE_TARGETS, seconds, TARGET_CPU_THREE_PCT, _floor_child)
+        )
     one, three = _median_figures(one_runs), _median_figures(three_runs)
+    floor_one, floor_three = _median_figures(floor_one_runs), _median_figures(floor_three_runs)
     print(
         f"\nOSC processes (one per eye): 2 trackers x {FPS:.0f} fps, {seconds:g} s measured per run, "
         f"medians of {repeat} run(s); CPU in % of one core"
@@ -309,7 +349,7 @@ def main(argv: list[str]) -> int:
         f"{'case':<30} {'msgs/s':>7} {'CPU L %':>7} {'CPU R %':>7} {'CPU sum %':>9} {'µs/result':>9} "
         f"{'µs CPU/msg':>10}  target (sum)"
     )
-    for p, runs in ((one, one_runs), (three, three_runs)):
+    for p, runs in ((one, one_runs), (three, three_runs), (floor_one, floor_one_runs), (floor_three, floor_three_runs)):
         us_per_update = p.cpu_pct_total / 100 / max(p.updates_per_s, 1.0) * 1e6
         print(
             f"{p.case:<30} {p.messages_per_s:>7.0f} {p.cpu_pct_left:>7.2f} {p.cpu_pct_right:>7.2f} "
@@ -329,6 +369,11 @@ def main(argv: list[str]) -> int:
             f"added message, {(three.cpu_pct_total - one.cpu_pct_total) / 2:.2f} % of a core per added target"
         )
     print(
+        "floor = the OS's share: processes that only wait, read and send the same datagrams (encoded once), with no "
+        f"Python work; ours adds {one.cpu_pct_total - floor_one.cpu_pct_total:.2f} % (1 target) and "
+        f"{three.cpu_pct_total - floor_three.cpu_pct_total:.2f} % (3 targets) to it"
+    )
+    print(
         f"issue #5  (1 target,  sum of both processes): {one.cpu_pct_total:.2f} % "
         f"{_verdict(one.cpu_pct_total, TARGET_CPU_ONE_PCT)}"
     )
@@ -339,7 +384,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         payload = {
             "encoding": [asdict(e) for e in encoding],
-            "processes": [asdict(p) for p in (one, three)],
+            "processes": [asdict(p) for p in (one, three, floor_one, floor_three)],
             "runs": {"one": [asdict(r) for r in one_runs], "three": [asdict(r) for r in three_runs]},
             "us_per_message": per_target,
         }
