@@ -13,6 +13,8 @@
    (encoded once up front) with no Python work, to tell the OS's share of the figure from ours.
    CPU comes from the scheduler's per-thread nanosecond counters where Linux has them; the two cases
    run interleaved `--repeat` times (default 3) and medians are reported.
+3. One update's Python work timed back to back and after a frame interval asleep: the gap is the cost of
+   caches gone cold between results, most of the processes' figure on a virtual machine.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import psutil
 
 from app.config.models import OscConfig, TrackerPosition
-from app.osc.compose import EyeSample, build_frame
+from app.osc.compose import EyeSample, build_frame, eye_values, frame_of
 from app.osc.modes import resolve_targets
 from app.osc.output import TargetEncoder
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
@@ -90,6 +92,46 @@ def _record(i: int, now: float) -> ResultRecord:
         widen=0.1,
         squeeze=0.0,
     )
+
+
+def bench_cold_update(updates: int, idle_s: float = 1.0 / FPS) -> tuple[float, float]:
+    """CPU µs of one update's Python work (read the record, read the other eye from the board, combine,
+    encode one v1 target), medians back to back and after `idle_s` asleep, as an OSC process runs it. The
+    gap is what sleeping between results costs in caches: the processes' figure is mostly that."""
+    from app.runtime.osc_process import EYE_VALUES_AT, FRAME_HEADER, RECORD_VALUES, BoardEyeReader
+
+    board = ResultBoard()
+    record = _record(10, time.monotonic())
+    board.post(SLOTS[RIGHT], record)
+    other = BoardEyeReader(board, SLOTS[RIGHT])
+    packed = pack_result(record)
+    data = FRAME_HEADER.pack(len(packed)) + packed
+    encoder = TargetEncoder(resolve_targets(OscConfig.model_validate({"outputs": [{"mode": "v1"}]}))[0])
+    sent: list[bytes] = []
+
+    def update() -> None:
+        own, theirs = RECORD_VALUES.unpack_from(data, FRAME_HEADER.size), other.read()
+        assert theirs is not None
+        frame = frame_of(eye_values(*own[EYE_VALUES_AT:]), eye_values(*theirs[EYE_VALUES_AT:]), False, False)
+        assert frame is not None
+        sent.clear()
+        encoder.emit(frame, LEFT, sent.append, _raise)
+
+    medians = []
+    for pause_s in (0.0, idle_s):
+        costs = []
+        for _ in range(updates):
+            if pause_s:
+                time.sleep(pause_s)
+            start = time.thread_time_ns()
+            update()
+            costs.append(time.thread_time_ns() - start)
+        medians.append(statistics.median(costs) / 1e3)
+    return medians[0], medians[1]
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def bench_encoding(updates: int) -> list[EncodeFigures]:
@@ -327,6 +369,11 @@ def main(argv: list[str]) -> int:
     print(f"{'mode':<8} {'msgs/update':>11} {'µs/msg':>8} {'msgs/s (1 core)':>16}")
     for e in encoding:
         print(f"{e.mode:<8} {e.messages_per_update:>11.1f} {e.us_per_message:>8.2f} {e.messages_per_s:>16,.0f}")
+    warm_us, cold_us = bench_cold_update(30 if args.quick else 300)
+    print(
+        f"one update's Python work (left eye, v1): {warm_us:.1f} µs CPU back to back, {cold_us:.1f} µs after "
+        f"{1e3 / FPS:.0f} ms asleep (caches gone cold: {cold_us / max(warm_us, 1e-9):.0f}x)"
+    )
 
     one_runs: list[ProcessFigures] = []
     three_runs: list[ProcessFigures] = []
@@ -384,6 +431,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         payload = {
             "encoding": [asdict(e) for e in encoding],
+            "update_us": {"back_to_back": warm_us, "after_idle": cold_us},
             "processes": [asdict(p) for p in (one, three, floor_one, floor_three)],
             "runs": {"one": [asdict(r) for r in one_runs], "three": [asdict(r) for r in three_runs]},
             "us_per_message": per_target,

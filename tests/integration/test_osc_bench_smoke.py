@@ -14,6 +14,7 @@ def test_osc_benchmark_quick_mode(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert {e["mode"] for e in figures["encoding"]} == {"v1", "v2", "native", "module", "babble"}
     assert all(e["us_per_message"] > 0 for e in figures["encoding"])
+    assert 0 < figures["update_us"]["back_to_back"] < 1000 and figures["update_us"]["after_idle"] > 0
     one, three, floor_one, floor_three = figures["processes"]
     assert one["messages_per_s"] > 100 and three["messages_per_s"] > one["messages_per_s"]
     # The floor sends what the real processes send for open eyes (they add a blink's repeats now and then).
