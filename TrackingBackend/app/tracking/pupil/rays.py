@@ -10,8 +10,9 @@ A lid whose skin is about as bright as the iris (low contrast, blur) passes that
 a plain fit onto the visible part only. An occluder hides a contiguous sector of the outline and leaves its
 edge inside the pupil's outline, never outside: so the fit also tries leaving out one sector of rays at a
 time and takes the ellipse that explains clearly more rim points with none outside it. A partial arc pins
-the ellipse's shape down poorly; among hypotheses that explain about as many points, the one whose axes
-are closest to the pupil tracked in the previous frame (when it is near) wins.
+the ellipse's shape down poorly, so while a pupil is tracked (the previous frame's pupil is near) its
+shape helps: moved onto the rim, it wins when it explains about as many rim points as the best fit, and
+otherwise, among the fits that do, the one whose axes are closest to it wins.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ SECTOR_STARTS = 16
 OUTSIDE_PX = 1.5
 # A hypothesis replaces the plain robust fit when it explains this fraction of the rim points more.
 OCCLUSION_GAIN = 0.05
-# Hypotheses within this fraction of the rim points of the best are told apart by the tracked pupil's axes,
-# used when the plain fit's centre is within PRIOR_MAX_MOVE x its major axis of the tracked pupil's centre.
+# The tracked pupil's shape is used when the plain fit's centre is within PRIOR_MAX_MOVE x its major axis of
+# the tracked pupil's centre; fits within PRIOR_SLACK x the rim points of the best explain "about as many".
 PRIOR_SLACK = 0.05
 PRIOR_MAX_MOVE = 0.25
 
@@ -202,14 +203,51 @@ def _support(signed_px: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
     return support
 
 
+def _support_of(points: npt.NDArray[np.float32], ellipse: Ellipse) -> int:
+    return int(_support(signed_ellipse_distance_px(points, ellipse)[:, None])[0])
+
+
 def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], prior: Ellipse | None) -> Ellipse:
-    """The robust fit, or the ellipse of the occlusion hypothesis (one sector of rays left out) that explains
-    clearly more rim points with none outside it (see the module's docstring)."""
+    """The robust fit, or a fit that explains clearly more rim points with none outside it: the ellipse of an
+    occlusion hypothesis (one sector of rays left out) or the tracked pupil moved onto the rim (see the
+    module's docstring)."""
     count = len(points)
     robust = _robust_fit(points)
-    baseline = int(_support(signed_ellipse_distance_px(points, robust)[:, None])[0])
+    baseline = _support_of(points, robust)
     if baseline >= (1.0 - OCCLUSION_GAIN) * count:
         return robust  # no hypothesis can explain enough more
+    slack = PRIOR_SLACK * count
+    moved, moved_support = None, -count
+    if prior is not None and _near(robust, prior):
+        moved = _moved_prior(prior, points, robust[0])
+        moved_support = _support_of(points, moved)
+        if moved_support >= count - slack:
+            return moved  # within the slack of anything a hypothesis could explain
+    hypotheses = _sector_hypotheses(points, rays)
+    if hypotheses is None:
+        return robust
+    support, axes, signed = hypotheses
+    top = max(int(support.max()), baseline)
+    if moved is not None and moved_support >= top - slack:
+        return moved
+    if prior is not None and moved is not None:
+        best = _closest_to_prior(support, axes, baseline, robust, prior, count)
+        if best < 0:
+            return robust
+    else:
+        best = int(np.argmax(support))
+        if support[best] <= baseline + OCCLUSION_GAIN * count:
+            return robust
+    chosen = points[np.abs(signed[:, best]) < INLIER_PX]
+    return fit_ellipse(chosen) if len(chosen) >= RAY_MIN_POINTS else robust
+
+
+def _sector_hypotheses(
+    points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None:
+    """One least-squares conic per occlusion hypothesis: (support, (minor, major) axes in pixels, signed
+    distances points x hypotheses); None when the batch is singular."""
+    count = len(points)
     # Conics a x^2 + b xy + c y^2 + d x + e y = 1 in coordinates centred on the points' mean (inside the
     # pupil), least squares over each hypothesis' rays at once: one batched 5 x 5 solve.
     centre = points.mean(axis=0, dtype=np.float64)
@@ -223,7 +261,7 @@ def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], 
     try:
         conics = np.linalg.solve(normal, (weights @ design)[..., None])[..., 0]
     except np.linalg.LinAlgError:
-        return robust
+        return None
     a, b, c, d, e = conics.T
     # Sampson distance, signed: the conic is below 1 inside.
     grad_x = 2.0 * a * x[:, None] + b * y[:, None] + d
@@ -232,15 +270,40 @@ def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], 
     support = _support(signed)
     axes = _conic_axes_px(conics, scale)
     support[~np.isfinite(axes[:, 0])] = -count
-    best = int(np.argmax(support))
-    if prior is not None and _near(robust, prior):
-        best = _closest_to_prior(support, axes, baseline, robust, prior, count)
-        if best < 0:
-            return robust
-    elif support[best] <= baseline + OCCLUSION_GAIN * count:
-        return robust
-    chosen = points[np.abs(signed[:, best]) < INLIER_PX]
-    return fit_ellipse(chosen) if len(chosen) >= RAY_MIN_POINTS else robust
+    return support, axes, signed
+
+
+def _moved_prior(prior: Ellipse, points: npt.NDArray[np.float32], start: tuple[float, float]) -> Ellipse:
+    """The prior's ellipse moved to fit the rim points best (its shape kept): Gauss-Newton on the centre over
+    the points not far inside it (an occluder's edge lies inside)."""
+    _, axes, angle = prior
+    cx, cy = start
+    w, h = max(axes[0] / 2.0, 1e-3), max(axes[1] / 2.0, 1e-3)
+    cos_a, sin_a = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+    px, py = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
+    for _ in range(4):
+        dx, dy = px - cx, py - cy
+        u = (dx * cos_a + dy * sin_a) / w
+        v = (-dx * sin_a + dy * cos_a) / h
+        radius = np.hypot(u, v)
+        signed = (radius - 1.0) * 0.5 * (w + h)
+        # Outward normal: the gradient of the normalised radius, back in image axes.
+        gu, gv = u / w, v / h
+        nx, ny = gu * cos_a - gv * sin_a, gu * sin_a + gv * cos_a
+        norm = np.maximum(np.hypot(nx, ny), 1e-9)
+        nx, ny = nx / norm, ny / norm
+        use = (signed > -OUTSIDE_PX) & (signed < 3.0)
+        if np.count_nonzero(use) < RAY_MIN_POINTS:
+            break
+        ux, uy, r = nx[use], ny[use], signed[use]
+        sxx, sxy, syy = float(ux @ ux), float(ux @ uy), float(uy @ uy)
+        det = sxx * syy - sxy * sxy
+        if det <= 1e-9:
+            break
+        bx, by = float(ux @ r), float(uy @ r)
+        cx += (syy * bx - sxy * by) / det
+        cy += (sxx * by - sxy * bx) / det
+    return (cx, cy), (float(axes[0]), float(axes[1])), float(angle)
 
 
 def _near(found: Ellipse, prior: Ellipse) -> bool:
