@@ -76,6 +76,10 @@ SCLERA_SEARCH = 0.8
 LOWER_RIDGE_HALF_WIDTH_PX, LOWER_RIDGE_FROM_RIM_PX = 4, 2
 LOWER_RIDGE_MIN_LEVELS, LOWER_RIDGE_MIN_TO_SPREAD = 3.0, 4.0
 LOWER_RIDGE_TO_EDGE_PX = 3.0
+# A dark run that ends this many rows short of a flat band (PALER_BAND_ROWS rows varying by less than
+# PALER_BAND_FLATNESS of the step) followed, within the sclera search, by a climb of at least PALER_BAND_MIN_STEP
+# grey levels ended inside the iris: the lower lid is that climb.
+PALER_BAND_FROM_PX, PALER_BAND_ROWS, PALER_BAND_MIN_STEP, PALER_BAND_FLATNESS = 2, 4, 12.0, 0.3
 # A lid farther from the pupil than this x the iris' half-height (or x the pupil radius before the iris is
 # known) is not measured there: the run went on into shadow.
 MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.3, 6.0
@@ -145,7 +149,7 @@ LOWER_REFRESH_EVERY = 15
 # Some eyes and cameras lose the upper lid in the lashes most of the time; where it is lost in this share of the
 # frames (ramp) it is not trusted even where found: squeeze comes from the lower lid, openness from the pupil.
 UPPER_LOST_SHARE = (0.15, 0.35)
-UPPER_LOST_FRAMES = 300
+UPPER_LOST_FRAMES, UPPER_LOST_MIN_FRAMES, UPPER_LOST_VISIBILITY, UPPER_LOST_MIN_SPAN = 300, 30, 0.9, 0.5
 # Lids read as squinted, widened or closed by less than this count as relaxed samples for the local correction.
 RELAXED_READING = 0.1
 MIN_DILATION_SAMPLES = 60
@@ -295,7 +299,31 @@ def measure_lids(
         margin = _lower_margin_ridge(gray, x, lower, search)
         if margin is not None:
             lower, lower_censored = margin, False
+    else:
+        lower = _past_paler_band(smooth, lower, search)
     return LidEdges(upper, lower, upper_censored, lower_censored)
+
+
+def _past_paler_band(profile: npt.NDArray[np.float32], end_y: float, reach_px: int) -> float:
+    """The lower lid, when the dark run ended on a paler band short of it: in a low-contrast image the iris' outer
+    part can be brighter than the profile's split, and the lid shows as a second climb, to the skin's level, from
+    a flat band. `end_y` itself otherwise."""
+    first = math.ceil(end_y) + PALER_BAND_FROM_PX
+    last = min(first + reach_px, len(profile) - 1)
+    if last - first < PALER_BAND_ROWS + 2:
+        return end_y
+    band = profile[first : first + PALER_BAND_ROWS]
+    band_level = float(band.mean())
+    skin = float(profile[first + PALER_BAND_ROWS : last].max())
+    if skin - band_level < PALER_BAND_MIN_STEP or float(band.max() - band.min()) > PALER_BAND_FLATNESS * (
+        skin - band_level
+    ):
+        return end_y
+    level = (band_level + skin) / 2.0
+    for r in range(first + PALER_BAND_ROWS, last):
+        if profile[r] >= level:
+            return _crossing(profile, r - 1, r, level)
+    return end_y
 
 
 def _lower_margin_ridge(gray: GrayU8, x: float, rim_y: float, search_px: int) -> float | None:
@@ -685,8 +713,11 @@ class LidEstimator:
         self._blink = False
         self._relaxed_reading = True
         self._lower_baseline = LowerLidBaseline()
-        self._upper_lost: deque[bool] = deque(maxlen=UPPER_LOST_FRAMES)
-        self._upper_lost_count = 0
+        self._pupil_height = _RunningMedian()
+        # (pupil height, whether the upper lid was lost) of recent plainly seen frames, and the trust it gives.
+        self._upper_lost: deque[tuple[float, bool]] = deque(maxlen=UPPER_LOST_FRAMES)
+        self._upper_noted = 0
+        self._upper_trust = 1.0
 
     def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
         height, width = gray.shape
@@ -723,13 +754,17 @@ class LidEstimator:
         edges = measure_lids(gray, x, y, radius, iris_half_height)
         if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
             self._baseline.add(x, y, edges, self._relaxed_reading)
+        if seen:
+            self._pupil_height.add(pupil.y)
         if seen and edges is not None:
-            self._count_upper_lost(math.isnan(edges.upper_y))
+            # A lid lowered over the pupil may end the run anywhere: only plainly seen pupils count.
+            if visibility >= UPPER_LOST_VISIBILITY:
+                self._note_upper_lid(pupil.y, math.isnan(edges.upper_y))
             if _lower_measured(edges) and pupil.y < edges.lower_y:
                 self._lower_baseline.add(x, y, edges.lower_y - y)
         openness, widen, squeeze = self._lid_values(edges, x, y, presence)
         self._relaxed_reading = max(widen, squeeze, 1.0 - openness) < RELAXED_READING
-        trust_upper = self._upper_trust()
+        trust_upper = self._upper_trust if self._lower_baseline.ready else 1.0
         if trust_upper < 1.0 and edges is not None and not math.isnan(edges.upper_y):
             # The upper lid is mostly lost in the lashes: where found it is as likely the lash line. How plainly
             # the pupil is seen tells openness then.
@@ -762,18 +797,29 @@ class LidEstimator:
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
 
-    def _count_upper_lost(self, lost: bool) -> None:
-        if len(self._upper_lost) == self._upper_lost.maxlen and self._upper_lost[0]:
-            self._upper_lost_count -= 1
-        self._upper_lost.append(lost)
-        self._upper_lost_count += lost
+    def _note_upper_lid(self, y: float, lost: bool) -> None:
+        """Keeps whether the upper lid was lost, with the pupil's height, and now and then the trust that follows.
 
-    def _upper_trust(self) -> float:
-        """1 where the upper lid is usually found, falling to 0 where it is usually lost (UPPER_LOST_SHARE)."""
-        if len(self._upper_lost) < MIN_FIT_SAMPLES or not self._lower_baseline.ready:
-            return 1.0
-        share = self._upper_lost_count / len(self._upper_lost)
-        return _clamp((UPPER_LOST_SHARE[1] - share) / (UPPER_LOST_SHARE[1] - UPPER_LOST_SHARE[0]), 0.0, 1.0)
+        Looking down the upper lid is far above the pupil and often out of reach for any eye, so the share lost
+        is taken over the frames with the pupil in the upper half of the heights it was seen at (once they span
+        UPPER_LOST_MIN_SPAN iris radii); it is 1 where the upper lid is usually found, falling to 0 where it is
+        usually lost (UPPER_LOST_SHARE).
+        """
+        self._upper_lost.append((y, lost))
+        self._upper_noted += 1
+        if self._upper_noted % REFRESH_EVERY:
+            return
+        low, high, iris = self._pupil_height.low, self._pupil_height.high, self._iris_radius.median
+        if low is None or high is None or iris is None or high - low < UPPER_LOST_MIN_SPAN * iris:
+            return
+        heights, losts = np.asarray(self._upper_lost, np.float64).T
+        upper_half = heights <= (low + high) / 2.0
+        if np.count_nonzero(upper_half) < UPPER_LOST_MIN_FRAMES:
+            return
+        share = float(np.mean(losts[upper_half]))
+        self._upper_trust = _clamp(
+            (UPPER_LOST_SHARE[1] - share) / (UPPER_LOST_SHARE[1] - UPPER_LOST_SHARE[0]), 0.0, 1.0
+        )
 
     def _lower_squeeze(
         self, edges: LidEdges, x: float, y: float, presence: float, iris_half_height_px: float | None
