@@ -64,3 +64,16 @@ def test_the_pipeline_finds_the_pupil_again_on_the_first_open_frame_after_a_long
     assert set(searched) <= {i for i in range(90) if i % PROBE_EVERY == PROBE_EVERY - 1}
     reopened = pipeline.process(_eye(1.0, 500, gaze_x=-0.3), 2.5)
     assert reopened.pupil.confidence >= 0.9
+
+
+def test_with_the_gate_off_every_closed_frame_is_searched() -> None:
+    config = TrackerConfig()
+    config = config.model_copy(update={"algorithm": config.algorithm.model_copy(update={"closed_eye_gate": False})})
+    pipeline = EyePipeline(config)
+    for i in range(20):
+        pipeline.process(_eye(1.0, i), i / 90)
+    closed = [pipeline.process(_eye(0.0, 100 + i), 1.0 + i / 90) for i in range(30)]
+    assert all(r.blink for r in closed[3:])
+    # The search runs and finds lash-and-lid shapes at low confidence where the gate would have skipped.
+    searched = [i for i, r in enumerate(closed) if r.pupil.confidence > 0.0]
+    assert len(searched) > 3

@@ -79,6 +79,11 @@ class AlgorithmConfig(StrictModel):
     confidence_threshold: float = Field(
         0.5, ge=0.0, le=1.0, description="Below this confidence the next algorithm in the order is tried."
     )
+    closed_eye_gate: bool = Field(
+        True,
+        description="Skip the pupil search on frames with nothing as dark as this user's pupil in them (a closed "
+        "eye): cheaper, and no lash is taken for a pupil. While frames are skipped, every 10th is searched anyway.",
+    )
     blob: BlobConfig = Field(default_factory=BlobConfig)
     leap: LeapConfig = Field(default_factory=LeapConfig)
     hsf: HsfConfig = Field(default_factory=HsfConfig)

@@ -74,8 +74,11 @@ class EyePipeline:
     def process(self, gray: GrayImage, ts: float) -> EyeResult:
         height, width = gray.shape[:2]
         # A closed eye skips the pupil search (see app.tracking.pupil.gate).
-        pupil = self._pupils.detect(gray) if gray.size and self._gate.allows(gray) else PupilResult.none()
-        self._gate.learn(pupil)
+        gated = self.config.algorithm.closed_eye_gate and gray.size > 0
+        searched = gray.size > 0 and (not gated or self._gate.allows(gray))
+        pupil = self._pupils.detect(gray) if searched else PupilResult.none()
+        if gated:
+            self._gate.learn(pupil)
         found = pupil.confidence >= self.config.algorithm.confidence_threshold
         lids = self._lids.update(gray, pupil)
         norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
