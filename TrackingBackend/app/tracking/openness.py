@@ -5,16 +5,25 @@ the run of rows darker than the profile's own dark/bright split (Otsu) is the pa
 uncovered; its ends are the upper and lower lid. Where sclera shows between the iris and a lid, the run ends
 at the iris' rim (its size is learnt from the iris' width, which the lids never cover): the search goes on
 across the sclera to the lid's dark margin (below the iris, to the lower lid's thin bright wet margin: its
-skin is often as bright as the sclera), or the edge is marked censored. The user's relaxed lids are learnt
-online as a function of the pupil position (the lids follow vertical gaze part of the way, a prior until the
-samples span it; the corner line is tilted; the gap is smaller towards the eye corners): a robust fit that
-keeps the open cluster, so blinks, squints and widened eyes do not drag it.
+skin is often as bright as the sclera), or the edge is marked censored; a run that stops on a paler band inside
+the iris (low contrast) goes on to the lid's climb beyond it. The user's relaxed lids are learnt online as a
+function of the pupil position (the lids follow vertical gaze part of the way, a prior until the samples span it;
+the corner line is tilted; the gap is smaller towards the eye corners): a robust fit that keeps the open cluster,
+so blinks, squints and widened eyes do not drag it, corrected where relaxed lids were seen by what was measured
+there (lashes and shadow bias the measurement differently at different gaze). The lower lid is also learnt on its
+own, from every frame where it is measured (the upper envelope of its offsets: squints and blinks raise it).
 
 Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
 does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as
 much as the upper lid falls. A lower lid risen alone (the upper lid not lowered with it) is a baseline not
 caught up with this gaze yet: squeeze is reported only as far as the upper lid's drop backs it. A wider gap
 is `widen`.
+
+Some eyes and cameras lose the upper lid in the lashes most of the time (counted with the pupil plainly seen in
+the upper half of its heights: looking down loses it for any eye). There the upper lid is not trusted even where
+found: squeeze is the lower lid's rise against its own baseline, in iris units (less towards the eye's corners),
+and openness is how much of the pupil shows. Without the upper lid a half-closed eye cannot be told from a squint
+there (both raise the lower lid and leave most of the pupil showing): it reads as a squint.
 
 The pupil checks the lids. Two measures of it, both against the user's own running statistics: `visibility`,
 how plainly a whole pupil is seen (confident, of the usual size, not flattened from above against the
@@ -128,12 +137,11 @@ BLINK_JUMP_RADII, BLINK_JUMP_GROWTH_RADII = 2.0, 0.5
 BLINK_MIN_SIZE_RATIO = 0.6
 # A plainly seen pupil means the lids are mostly open: openness is at least this (at full visibility),
 # ramping from 0 at VISIBLE_FLOOR_FROM; the lid cue alone is easily fooled by lashes and shadow.
-VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.75
+VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.7
 CLOSED_GAP_RATIO = 0.15
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
-# A squint may hide part of the pupil under either lid: from this presence on, the squint is taken at face value.
-SQUEEZE_FULL_PRESENCE = 1.0
+# A squint may hide part of the pupil under either lid: it is reported while the pupil's presence is this much.
 SQUEEZE_MIN_PRESENCE = 0.3
 # A full squint raises the lower lid by about this fraction of the iris' half-height.
 SQUEEZE_LOWER_RISE_TO_IRIS = 0.3
@@ -433,11 +441,6 @@ class LidBaseline:
     @property
     def ready(self) -> bool:
         return self._gap_coef is not None
-
-    def local_weight(self, x: float, y: float) -> float:
-        """How far the prediction at this pupil position rests on samples seen there (0: the fit alone)."""
-        local = self._local.get(self._cell(x, y)) if self._count >= MIN_FIT_SAMPLES else None
-        return 0.0 if local is None else local[2]
 
     def _cell(self, x: float, y: float) -> tuple[int, int]:
         step = LOCAL_CELL * self._scale
@@ -834,8 +837,8 @@ class LidEstimator:
         across = self._lower_baseline.offset_from_middle(x) / (EYE_HALF_WIDTH_TO_IRIS * iris_radius)
         full_rise_px = SQUEEZE_LOWER_RISE_TO_IRIS * iris_half_height_px * max(1.0 - across * across, MIN_LID_SHAPE)
         level = (relaxed_lower - (edges.lower_y - y)) / full_rise_px
-        trust = min(presence / SQUEEZE_FULL_PRESENCE, 1.0)
-        return _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * trust
+        # A squeezed eye is still open: without a pupil showing, a risen lower lid is closing.
+        return _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * presence
 
     def _shrunk(self, pupil: PupilResult) -> bool:
         usual = self._recent_size.median if self._recent_size.ready else None
@@ -878,16 +881,9 @@ class LidEstimator:
         # A censored lid is at least as far as the iris' rim: take it as relaxed unless seen further out.
         upper_y, lower_y = edges.upper_y, edges.lower_y
         if math.isnan(upper_y) or math.isnan(lower_y):
-            # A lid lost in shadow or lashes: the pupil being seen caps openness. A lower lid risen over a seen
-            # pupil is still a squint (closing would have hidden the pupil under the upper lid long before).
-            if math.isnan(lower_y) or edges.lower_censored:
-                return 1.0, 0.0, 0.0
-            rise = (relaxed_lower - (lower_y - y)) / relaxed_gap
-            level = rise / (LOWER_SHARE_SQUEEZE * SQUEEZE_GAP_LOSS)
-            # Only against lids seen here before: the lower lid alone cannot tell a squint from a poor baseline.
-            trust = min(presence / SQUEEZE_FULL_PRESENCE, 1.0) * self._baseline.local_weight(x, y)
-            squeeze = _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * trust
-            return 1.0, 0.0, squeeze
+            # A lid lost in shadow: nothing is known beyond the pupil being seen (which caps openness); a squint
+            # is read from the lower lid alone (`update`).
+            return 1.0, 0.0, 0.0
         relaxed_upper_y = y + relaxed_lower - relaxed_gap
         # Widen raises the upper lid: only an upper lid actually seen above its relaxed place counts.
         raised = 0.0 if edges.upper_censored else (relaxed_upper_y - upper_y) / relaxed_gap
@@ -904,7 +900,7 @@ class LidEstimator:
         lower_rise = _clamp((relaxed_lower - (edges.lower_y - y)) / relaxed_gap, 0.0, loss)
         squeezed = (lower_rise - LOWER_SHARE_CLOSING * loss) / (LOWER_SHARE_SQUEEZE - LOWER_SHARE_CLOSING)
         # A squeezed eye is still open: without a pupil showing, all of the narrowing is closing.
-        squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * min(presence / SQUEEZE_FULL_PRESENCE, 1.0)
+        squeezed = _clamp(squeezed, 0.0, min(loss, SQUEEZE_GAP_LOSS)) * presence
         # gap / relaxed gap = openness x (1 - squeeze loss), and squeezed = openness x squeeze loss.
         open_share = _clamp(1.0 - loss + squeezed, 0.0, 1.0)
         # A squint lowers the upper lid too (about as much as the lower lid rises): a lower lid risen alone is
