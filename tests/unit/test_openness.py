@@ -10,7 +10,7 @@ import numpy as np
 
 from app.camera.virtual_eye import PRESETS, EyeGroundTruth, EyeState, GazeScript, render_eye
 from app.config.models import TrackerConfig
-from app.tracking.openness import LidBaseline, LidEdges, LowerLidBaseline
+from app.tracking.openness import LidBaseline, LidEdges, LowerLidBaseline, _past_paler_band
 from app.tracking.pipeline import EyePipeline
 from app.tracking.results import EyeResult
 
@@ -170,3 +170,37 @@ def test_lid_baseline_follows_a_bias_the_smooth_fit_cannot_shape() -> None:
     for x, gap in ((105.0, 80.0), (120.0, 80.0), (135.0, 60.0), (139.0, 60.0)):
         predicted = baseline.predict(x, 120.0)
         assert predicted is not None and abs(predicted[0] - gap) < 1.0
+
+
+def test_an_eye_first_looking_down_keeps_reading_both_lids() -> None:
+    # Looking far down the upper lid is out of reach for any eye (the 'easy' eye, no lashes): that must not switch
+    # it to the lower-lid reading made for eyes whose upper lid hides in the lashes. 3 s looking down, then the
+    # relaxed eye looks around. Measured: squeeze 0.000, openness 0.94 (frames 200-420).
+    def script(ts: float) -> EyeState:
+        if ts < 3.0:
+            return EyeState(gaze_x=0.3 * math.sin(2 * math.pi * ts / 2.3), gaze_y=-0.8, openness=1.0, dilation=0.5)
+        return EyeState(
+            gaze_x=0.6 * math.sin(2 * math.pi * ts / 3.1),
+            gaze_y=0.7 * math.sin(2 * math.pi * ts / 4.3),
+            openness=1.0,
+            dilation=0.5,
+        )
+
+    results = _run(script, 420, preset_name="easy")[200:]
+    assert float(np.mean([r.squeeze for r, _ in results])) <= 0.02
+    assert float(np.mean([r.openness for r, _ in results])) >= 0.9
+    assert not any(r.blink for r, _ in results)
+
+
+def test_a_dark_run_stopped_on_a_paler_band_goes_on_to_the_lid() -> None:
+    # A low-contrast profile below the pupil: dark iris, its paler outer part (a flat band above the profile's
+    # split), then the climb to the lid's skin at rows 25-28 (midway between band and skin, 152.5, at row 26.5).
+    profile = np.full(60, 161.0, np.float32)
+    profile[:16] = 90.0
+    profile[16:25] = 144.0
+    profile[25:29] = np.asarray([148.0, 152.0, 153.0, 158.0], np.float32)
+    assert abs(_past_paler_band(profile, 15.5, 30) - 26.5) < 0.05
+    # A run that ends at the skin itself stays where it ended.
+    skin = np.full(60, 161.0, np.float32)
+    skin[:16] = 90.0
+    assert _past_paler_band(skin, 15.5, 30) == 15.5
