@@ -10,6 +10,7 @@ import pytest
 from app.camera.base import GrayImage
 from app.camera.virtual_eye import PRESETS, GazeScript, render_eye
 from app.config.models import AlgorithmConfig, AlgorithmName
+from app.tracking.pupil.ellipse import ellipse_distance_px, signed_ellipse_distance_px
 from app.tracking.pupil.tracker import PupilTracker
 
 
@@ -168,3 +169,87 @@ def test_tracking_continues_a_pupil_that_moves_and_dilates() -> None:
         result = tracker.detect(draw_eye(cx, cy, pupil_r=radius, seed=step))
         assert np.hypot(result.x - cx, result.y - cy) < 0.8
         assert result.ellipse_w == pytest.approx(2.0 * radius, abs=2.0)
+
+
+def cover_with_lower_lid(gray: GrayImage, lid_y: float, skin_grey: float = 124.0, seed: int = 1) -> GrayImage:
+    """A gently curved lower lid whose skin is about as bright as the iris (low contrast), blurred: its edge
+    across the pupil passes for an iris border."""
+    height, width = gray.shape
+    rows, columns = np.mgrid[0:height, 0:width]
+    edge = lid_y + 0.004 * (columns - width / 2.0) ** 2
+    covered = np.where(rows >= edge, skin_grey, gray.astype(np.float64))
+    noisy = cv2.GaussianBlur(covered, (5, 5), 1.2) + np.random.default_rng(seed).normal(0.0, 2.0, covered.shape)
+    result: GrayImage = np.clip(noisy, 0, 255).astype(np.uint8)
+    return result
+
+
+def draw_tilted_eye(
+    cx: float,
+    cy: float,
+    major_px: float,
+    axis_ratio: float,
+    angle_deg: float,
+    lid_y: float | None = None,
+    seed: int = 0,
+) -> GrayImage:
+    """A pupil and iris seen off-axis (concentric ellipses of one shape) on sclera, optionally under a
+    low-contrast lower lid at `lid_y`."""
+    size, shift = 240, 4
+    image: npt.NDArray[np.float64] = np.full((size, size), 185.0, np.float64)
+    centre = (round(cx * 16), round(cy * 16))
+    for scale, grey in ((2.4, 110.0), (1.0, 28.0)):
+        axes = (round(major_px * scale * axis_ratio * 8), round(major_px * scale * 8))
+        cv2.ellipse(image, centre, axes, angle_deg, 0, 360, grey, -1, cv2.LINE_AA, shift)
+    gray: GrayImage = np.clip(cv2.GaussianBlur(image, (3, 3), 0), 0, 255).astype(np.uint8)
+    if lid_y is None:
+        noisy = gray + np.random.default_rng(seed).normal(0.0, 3.0, gray.shape)
+        return np.clip(noisy, 0, 255).astype(np.uint8)
+    return cover_with_lower_lid(gray, lid_y, 126.0, seed)
+
+
+@pytest.mark.parametrize("cx", [100.4, 121.3, 131.7])
+@pytest.mark.parametrize("hidden_radii", [0.6, 0.8])
+def test_a_low_contrast_lid_chord_does_not_pull_the_centre(cx: float, hidden_radii: float) -> None:
+    # The lower lid's skin is within the iris tolerance of the iris grey, so its chord passes the rays' iris
+    # test; fitted through, it put the centre 3-6 px high. Leaving the chord's sector out explains more of the
+    # rim with no edge outside the ellipse.
+    cy, radius = 118.3, 16.0
+    gray = cover_with_lower_lid(draw_eye(cx, cy, pupil_r=radius, seed=3), cy + radius * (1.0 - hidden_radii))
+    x, y, confidence = detect(AlgorithmName.HSRAC, gray)
+    assert np.hypot(x - cx, y - cy) <= 1.25
+    assert 0.5 <= confidence < 0.95  # part of the outline is hidden: less than a whole pupil's confidence
+
+
+@pytest.mark.parametrize("angle_deg", [30.0, 120.0])
+def test_a_steeply_viewed_pupil_keeps_its_confidence(angle_deg: float) -> None:
+    # A camera about 70 degrees off the pupil's axis sees it at about a third of its width: still a pupil.
+    cx, cy = 118.4, 121.7
+    result = PupilTracker(AlgorithmConfig()).detect(draw_tilted_eye(cx, cy, 44.0, 0.32, angle_deg))
+    assert np.hypot(result.x - cx, result.y - cy) <= 0.5
+    assert result.confidence >= 0.9
+    assert min(result.ellipse_w, result.ellipse_h) / max(result.ellipse_w, result.ellipse_h) < 0.35
+
+
+def test_tracking_keeps_the_centre_while_a_low_contrast_lid_rises_over_the_pupil() -> None:
+    # The lid rises until it hides ~45 % of an off-axis pupil; the visible arc alone pins the shape down
+    # poorly and the chord passes for iris: the plain fit drifted to 5 px off. The tracked pupil's shape,
+    # moved onto the rim, keeps it.
+    tracker = PupilTracker(AlgorithmConfig())
+    errors = []
+    for step in range(16):
+        cx, cy = 110.0 + 0.7 * step, 118.0 - 0.3 * step
+        gray = draw_tilted_eye(cx, cy, 36.0, 0.62, 75.0, lid_y=cy + 22.0 - 1.35 * step, seed=step)
+        result = tracker.detect(gray)
+        assert result.confidence >= 0.5
+        errors.append(np.hypot(result.x - cx, result.y - cy))
+    assert max(errors) <= 1.0
+
+
+def test_signed_ellipse_distance_is_negative_inside_and_positive_outside() -> None:
+    ellipse = ((50.0, 40.0), (20.0, 40.0), 30.0)
+    angle = np.deg2rad(30.0)
+    # Points along the minor axis (direction `angle`) at 5, 10 and 13 px from the centre: semi-minor is 10.
+    points = np.array([[50.0 + r * np.cos(angle), 40.0 + r * np.sin(angle)] for r in (5.0, 10.0, 13.0)])
+    signed = signed_ellipse_distance_px(points, ellipse)
+    assert signed[0] < -1.0 and abs(signed[1]) < 1e-6 and signed[2] > 1.0
+    assert np.allclose(np.abs(signed), ellipse_distance_px(points, ellipse))
