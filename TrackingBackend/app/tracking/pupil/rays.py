@@ -11,8 +11,9 @@ a plain fit onto the visible part only. An occluder hides a contiguous sector of
 edge inside the pupil's outline, never outside: so the fit also tries leaving out one sector of rays at a
 time and takes the ellipse that explains clearly more rim points with none outside it. A partial arc pins
 the ellipse's shape down poorly, so while a pupil is tracked (the previous frame's pupil is near) its
-shape helps: moved onto the rim, it wins when it explains about as many rim points as the best fit, and
-otherwise, among the fits that do, the one whose axes are closest to it wins.
+shape helps: moved onto the rim, it is taken when it explains as many rim points as the plain fit or about
+as many as the best hypothesis; otherwise, among the fits that explain about as many as the best, the one
+whose axes are closest to it wins.
 """
 
 from __future__ import annotations
@@ -221,8 +222,8 @@ def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], 
     if prior is not None and _near(robust, prior):
         moved = _moved_prior(prior, points, robust[0])
         moved_support = _support_of(points, moved)
-        if moved_support >= count - slack:
-            return moved  # within the slack of anything a hypothesis could explain
+        if moved_support >= baseline:
+            return moved  # the tracked shape explains the rim as well as the plain fit: no search
     hypotheses = _sector_hypotheses(points, rays)
     if hypotheses is None:
         return robust
