@@ -18,9 +18,7 @@ from app.camera.base import GrayImage
 from app.camera.virtual_eye import EyeGroundTruth
 from app.config.models import TrackerConfig
 from app.tracking.openness import LidEstimator, LidState
-from app.tracking.pipeline import _clip, _Filters
-from app.tracking.pupil.gate import PupilGate
-from app.tracking.pupil.tracker import PupilTracker
+from app.tracking.pipeline import EyePipeline, _clip, _Filters
 from app.tracking.results import PupilResult
 from benchmarks._accuracy_sets import load_meye, synthetic_frames
 from benchmarks.accuracy import MEYE_TUNING_SUBJECTS
@@ -32,13 +30,12 @@ Frame = tuple[float, GrayImage, EyeGroundTruth, PupilResult]
 
 
 def _detector() -> Callable[[GrayImage], PupilResult]:
-    """The pupil stage of `EyePipeline.process`: the gate, then the tracker."""
-    tracker, gate = PupilTracker(TrackerConfig().algorithm), PupilGate()
+    """The pupil the default pipeline finds in each frame (whatever its pupil stage does: gate, tracker)."""
+    pipeline, clock = EyePipeline(TrackerConfig()), [0.0]
 
     def detect(gray: GrayImage) -> PupilResult:
-        pupil = tracker.detect(gray) if gate.allows(gray) else PupilResult.none()
-        gate.learn(pupil)
-        return pupil
+        clock[0] += 1.0 / 60.0
+        return pipeline.process(gray, clock[0]).pupil
 
     return detect
 
