@@ -77,3 +77,21 @@ def test_with_the_gate_off_every_closed_frame_is_searched() -> None:
     # The search runs and finds lash-and-lid shapes at low confidence where the gate would have skipped.
     searched = [i for i, r in enumerate(closed) if r.pupil.confidence > 0.0]
     assert len(searched) > 3
+
+
+def test_a_probe_that_finds_a_clear_pupil_relearns_the_levels() -> None:
+    gate = _learnt_gate()
+    assert gate.pupil_level is not None
+    # The light changed: the whole frame is brighter, so the gate takes the open eye for a closed one.
+    bright = np.clip(_eye(1.0, 70).astype(np.int16) + 70, 0, 255).astype(np.uint8)
+    pipeline = EyePipeline(TrackerConfig())
+    allowed = []
+    for i in range(PROBE_EVERY):
+        allowed.append(gate.allows(bright))
+        if allowed[-1]:
+            found = pipeline.process(bright, i / 90).pupil
+            assert found.confidence >= 0.9
+            gate.learn(found)
+    assert allowed == [False] * (PROBE_EVERY - 1) + [True]
+    assert gate.pupil_level is not None and gate.pupil_level > 60
+    assert gate.allows(bright) and gate.skipped == 0

@@ -77,9 +77,9 @@ class EyePipeline:
         gated = self.config.algorithm.closed_eye_gate and gray.size > 0
         searched = gray.size > 0 and (not gated or self._gate.allows(gray))
         pupil = self._pupils.detect(gray) if searched else PupilResult.none()
+        found = pupil.confidence >= self.config.algorithm.confidence_threshold
         if gated:
             self._gate.learn(pupil)
-        found = pupil.confidence >= self.config.algorithm.confidence_threshold
         lids = self._lids.update(gray, pupil)
         norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
         if norm is not None:

@@ -5,9 +5,11 @@ nothing: a closed-eye frame cost about 9 ms against about 1 ms for an open one, 
 latency p99. The gate learns, from confident finds, how dark this user's pupil and the iris around it are;
 a frame whose darkest pupil-sized patch is not much darker than the iris holds no pupil, and is skipped.
 
-It only skips where the search would find nothing: a frame with anything pupil-dark in it (lashes or
-shadows included) is searched as before, and while skipping, every PROBE_EVERY-th frame is searched anyway,
-so a change of exposure that made the learnt levels wrong costs a few frames, never the track.
+It is meant to skip only where the search would find nothing: a frame with anything pupil-dark in it
+(lashes or shadows included) is searched as before, levels are trusted only with a clear pupil-to-iris
+contrast, and while skipping, every PROBE_EVERY-th frame is searched anyway; a probe that finds a clear
+pupil makes the gate learn its levels anew, so a change of light costs a few frames, never the track.
+`algorithm.closed_eye_gate` turns it off.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ GATE_SIDE_PX = 64
 # A patch of this many shrunk pixels (about a small pupil's inner part) must be dark, not a lash.
 PATCH_PX = 3
 # The darkest patch must lie within this fraction of the way from the pupil's level to the iris's.
-DARK_FRACTION = 0.45
+DARK_FRACTION = 0.6
 # Below this pupil-to-iris contrast (grey levels) the levels are not trusted and nothing is skipped.
-MIN_CONTRAST = 15.0
+MIN_CONTRAST = 30.0
 # Finds at least this confident teach the levels; each find moves them by this share.
 LEARN_CONFIDENCE = 0.9
 LEARN_RATE = 0.1
@@ -73,6 +75,11 @@ class PupilGate:
         small = self._small
         if small is None or pupil.confidence < LEARN_CONFIDENCE:
             return
+        if self.skipped:
+            # A probe found a clear pupil where the gate saw none (the light changed, or the pupil looks
+            # lighter than the learnt one): the levels are wrong, so they start again from this find.
+            self.pupil_level = self.iris_level = None
+            self.skipped = 0
         scale = self._scale
         x, y = (pupil.x + 0.5) / scale - 0.5, (pupil.y + 0.5) / scale - 0.5
         radius = min(pupil.ellipse_w, pupil.ellipse_h) / 2.0 / scale
