@@ -148,7 +148,7 @@
         "gaze-plot", "gaze-x", "gaze-y", "bar-openness", "bar-dilation", "bar-confidence", "val-openness",
         "val-dilation", "val-confidence", "calibrate", "recenter", "calib-progress", "calib-fill", "calib-status",
         "look-around", "capture-source", "discovered", "scan", "rotation", "rotation-slider", "flip-x", "flip-y",
-        "roi-text", "roi-reset", "algo-order", "algo-add", "calib-duration",
+        "roi-text", "roi-reset", "algo-order", "algo-add", "closed-eye-gate", "calib-duration",
       ]) {
         this.el[name] = $(this.root, `.${name}`);
       }
@@ -201,6 +201,9 @@
         const order = [...trackerConfig(this.uuid).algorithm.algorithm_order, e.target.value];
         updateTracker(this.uuid, { algorithm: { algorithm_order: order } });
       });
+      el["closed-eye-gate"].addEventListener("change", (e) =>
+        updateTracker(this.uuid, { algorithm: { closed_eye_gate: e.target.checked } }),
+      );
       el["calib-duration"].addEventListener("change", (e) =>
         updateTracker(this.uuid, { calibration: { duration_s: Number(e.target.value) } }),
       );
@@ -362,6 +365,7 @@
       el["roi-text"].textContent = roiText;
       el["roi-readout"].textContent = roi ? `ROI ${roiText}` : "";
       this.renderAlgorithms(tracker.algorithm.algorithm_order);
+      setValue(el["closed-eye-gate"], tracker.algorithm.closed_eye_gate);
       if (!el.calibrate.disabled && !el["calib-status"].classList.contains("done")) {
         el["calib-status"].textContent = tracker.calibration.calibrated ? "Calibrated" : "Not calibrated yet";
       }
