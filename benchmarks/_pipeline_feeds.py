@@ -17,8 +17,8 @@ from multiprocessing.context import SpawnProcess
 
 SPAWN = multiprocessing.get_context("spawn")
 
-BENCH_PREFIX = b"/etvr/bench/latency\x00,siddd\x00\x00"
-BENCH_ARGS = struct.Struct(">iddd")
+BENCH_PREFIX = b"/etvr/bench/latency\x00,sidddd\x00"
+BENCH_ARGS = struct.Struct(">idddd")
 FLOAT = struct.Struct(">f")
 X_ADDRESSES = {"LEFT_EYE": b"/avatar/parameters/LeftEyeX\x00", "RIGHT_EYE": b"/avatar/parameters/RightEyeX\x00"}
 RECEIVE_BUFFER_BYTES = 4 * 1024 * 1024
@@ -39,6 +39,7 @@ class BenchRecord:
     pupil_x: float  # raw pupil x in ROI pixels (NaN when not found)
     received_ts: float  # monotonic, when this process read it
     osc_x: float  # the eye's x value of the same update (NaN if none seen yet)
+    processed_ts: float  # monotonic, when the tracker's result was ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ class Take:
     kernel_drops: int | None  # datagrams the kernel dropped on our sockets (Linux), cumulative
 
 
-def _parse_bench(data: bytes) -> tuple[str, tuple[int, float, float, float]] | None:
+def _parse_bench(data: bytes) -> tuple[str, tuple[int, float, float, float, float]] | None:
     start = len(BENCH_PREFIX)
     end = data.find(b"\x00", start)
     if end < 0:
@@ -57,8 +58,8 @@ def _parse_bench(data: bytes) -> tuple[str, tuple[int, float, float, float]] | N
     args_at = start + (end - start) // 4 * 4 + 4
     if len(data) < args_at + BENCH_ARGS.size:
         return None
-    seq, capture_ts, sent_ts, pupil_x = BENCH_ARGS.unpack_from(data, args_at)
-    return position, (seq, capture_ts, sent_ts, pupil_x)
+    seq, capture_ts, sent_ts, pupil_x, processed_ts = BENCH_ARGS.unpack_from(data, args_at)
+    return position, (seq, capture_ts, sent_ts, pupil_x, processed_ts)
 
 
 def _kernel_drops(ports: list[int]) -> int | None:
@@ -106,9 +107,11 @@ def _receiver_main(count: int, control: Connection) -> None:
                 if data.startswith(BENCH_PREFIX):
                     parsed = _parse_bench(data)
                     if parsed is not None:
-                        position, (seq, capture_ts, sent_ts, pupil_x) = parsed
+                        position, (seq, capture_ts, sent_ts, pupil_x, processed_ts) = parsed
                         osc_x = last_x.get((index, X_ADDRESSES.get(position, b"")), float("nan"))
-                        records.append(BenchRecord(index, position, seq, capture_ts, sent_ts, pupil_x, now, osc_x))
+                        records.append(
+                            BenchRecord(index, position, seq, capture_ts, sent_ts, pupil_x, now, osc_x, processed_ts)
+                        )
                 elif len(data) >= 8:
                     end = data.find(b"\x00")
                     address = data[: end + 1]

@@ -71,6 +71,15 @@ def latencies_ms(records: Sequence[BenchRecord]) -> list[float]:
     return [(r.sent_ts - r.capture_ts) * 1000.0 for r in records]
 
 
+def latency_split_ms(records: Sequence[BenchRecord]) -> dict[str, dict[str, float]]:
+    """The latency in two legs: capture -> the tracker's result ready (camera, frame ring, tracker), and
+    result ready -> the update's last datagram sent (result pipe, OSC process)."""
+    return {
+        "to_result": latency_summary_ms([(r.processed_ts - r.capture_ts) * 1000.0 for r in records]),
+        "result_to_sent": latency_summary_ms([(r.sent_ts - r.processed_ts) * 1000.0 for r in records]),
+    }
+
+
 # -- step response -------------------------------------------------------------------------------------------
 
 

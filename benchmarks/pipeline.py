@@ -12,7 +12,8 @@ or as fast as possible. A service runs at most one eye tracker per position, so 
 instances with 2 trackers each.
 
 Per case: camera frames in and OSC updates out per eye and their ratio, latency capture -> datagram sent
-(p50/p95/p99; histograms in one PNG), CPU % of one core per process and in total, total RSS (and PSS).
+(p50/p95/p99; histograms in one PNG; and its two legs' p99: capture -> the tracker's result ready, result
+-> datagram sent), CPU % of one core per process and in total, total RSS (and PSS).
 Then idle CPU (service up, trackers stopped) and the step response (the `step` eye's gaze x jumps ±0.5
 every 2 s; time from the jump frame's capture to the OSC x crossing halfway, filter on and off).
 `--soak-minutes N` instead runs 2 trackers at 90 fps for N minutes and checks that latency does not grow.
@@ -47,6 +48,7 @@ from benchmarks._pipeline_metrics import (
     cpu_by_kind,
     flow_by_eye,
     latencies_ms,
+    latency_split_ms,
     latency_summary_ms,
     step_responses,
     write_latency_histograms,
@@ -230,6 +232,7 @@ def measure_window(bench: Bench, seconds: float, camera: FakeCameraProcess | Non
 def summarise_window(window: Window, trackers: int) -> dict[str, Any]:
     flows = flow_by_eye(window.records, window.seconds)
     latency = latency_summary_ms(latencies_ms(window.records))
+    split = latency_split_ms(window.records)
     ratios = [f["out_in_ratio"] for f in flows.values()]
     summary: dict[str, Any] = {
         "window_s": window.seconds,
@@ -239,6 +242,8 @@ def summarise_window(window: Window, trackers: int) -> dict[str, Any]:
         "osc_updates_per_s": statistics.fmean(f["osc_updates_per_s"] for f in flows.values()) if flows else 0.0,
         "out_in_ratio_min": min(ratios) if len(flows) == trackers else 0.0,
         "latency_ms": latency,
+        "latency_to_result_ms": split["to_result"],
+        "latency_result_to_sent_ms": split["result_to_sent"],
         "cpu_pct_total": window.usage["total"]["cpu_pct"],
         "cpu_pct_by_kind": cpu_by_kind(window.usage["processes"]),
         # Time runnable but not running (other load on the cores): what the latency tail is made of.
@@ -505,6 +510,8 @@ def print_cases(cases: list[dict[str, Any]]) -> None:
                 f"{lat['p50']:.2f}",
                 f"{lat['p95']:.2f}",
                 f"{lat['p99']:.2f}",
+                f"{s.get('latency_to_result_ms', {}).get('p99', math.nan):.2f}/"
+                f"{s.get('latency_result_to_sent_ms', {}).get('p99', math.nan):.2f}",
                 f"{s['cpu_pct_total']:.0f}",
                 "/".join(f"{kinds.get(k, 0.0):.0f}" for k in ("camera", "tracker", "osc", "main")),
                 "/".join(f"{s.get('runq_wait_pct_by_kind', {}).get(k, 0.0):.0f}" for k in ("camera", "tracker", "osc")),
@@ -523,6 +530,7 @@ def print_cases(cases: list[dict[str, Any]]) -> None:
         "p50 ms",
         "p95 ms",
         "p99 ms",
+        "p99 trk/osc",
         "CPU %",
         "cam/trk/osc/main %",
         "runq wait c/t/o %",

@@ -277,6 +277,7 @@ def test_bench_latency_datagram_follows_each_update_when_asked_for(monkeypatch: 
     latency = records[-1]
     assert latency[0] == LEFT.value and latency[1] == 42 and latency[4] == 12.5
     assert 0.0 < latency[3] - latency[2] < 1.0  # sent_ts after capture_ts
+    assert latency[2] <= latency[5] <= latency[3]  # the result was ready in between
 
 
 def test_outputs_send_puts_exactly_the_encoders_datagrams_on_the_wire() -> None:

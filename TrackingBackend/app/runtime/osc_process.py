@@ -35,13 +35,14 @@ READ_TIMEOUT_S = 0.1  # how soon a stop is noticed while no result comes
 STATUS_EVERY_S = 0.5  # how often the loop asks whether status is due (building it costs more than a send)
 
 # Opt-in diagnostic for `bench pipeline` (env ETVR_BENCH_LATENCY=1, off by default): after each update's
-# datagrams, one more to the same targets, `/etvr/bench/latency ,siddd` = eye position, frame sequence,
-# capture_ts, sent_ts (monotonic seconds as OSC doubles, so no precision is lost) and the raw pupil x.
-# sent_ts is read just after the update's last send; latency = sent_ts - capture_ts.
+# datagrams, one more to the same targets, `/etvr/bench/latency ,sidddd` = eye position, frame sequence,
+# capture_ts, sent_ts (monotonic seconds as OSC doubles, so no precision is lost), the raw pupil x and
+# processed_ts (the tracker's result ready). sent_ts is read just after the update's last send;
+# latency = sent_ts - capture_ts, of which processed_ts - capture_ts is the camera and tracker's share.
 EYES = (LEFT, RIGHT)
 BENCH_LATENCY_ENV = "ETVR_BENCH_LATENCY"
 BENCH_LATENCY_ADDRESS = "/etvr/bench/latency"
-BENCH_LATENCY_ARGS = struct.Struct(">iddd")
+BENCH_LATENCY_ARGS = struct.Struct(">idddd")
 
 
 def _osc_string(text: str) -> bytes:
@@ -53,7 +54,7 @@ def bench_latency_prefix(position: TrackerPosition) -> bytes | None:
     """The constant head of this eye's latency datagram, or None when the diagnostic is off."""
     if os.environ.get(BENCH_LATENCY_ENV, "") != "1":
         return None
-    return _osc_string(BENCH_LATENCY_ADDRESS) + _osc_string(",siddd") + _osc_string(position.value)
+    return _osc_string(BENCH_LATENCY_ADDRESS) + _osc_string(",sidddd") + _osc_string(position.value)
 
 
 # The fields of a result record the OSC side reads, unpacked straight from the pipe's bytes (the
@@ -241,8 +242,8 @@ def run_osc_loop(
                 continue
             sent = outputs.send(frame, own_position)
             if bench_prefix is not None and sent:
-                sequence, capture_ts, _, pupil_x = record[:EYE_VALUES_AT]
-                args = (int(sequence), capture_ts, time.monotonic(), pupil_x)
+                sequence, capture_ts, processed_ts, pupil_x = record[:EYE_VALUES_AT]
+                args = (int(sequence), capture_ts, time.monotonic(), pupil_x, processed_ts)
                 outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
             updates += 1
         if now >= next_status_s:
