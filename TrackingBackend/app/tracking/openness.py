@@ -22,8 +22,9 @@ is `widen`.
 Some eyes and cameras lose the upper lid in the lashes most of the time (counted with the pupil plainly seen in
 the upper half of its heights: looking down loses it for any eye). There the upper lid is not trusted even where
 found: squeeze is the lower lid's rise against its own baseline, in iris units (less towards the eye's corners),
-and openness is how much of the pupil shows. Without the upper lid a half-closed eye cannot be told from a squint
-there (both raise the lower lid and leave most of the pupil showing): it reads as a squint.
+and openness is what the pupil says (open, capped by how much of it shows); a blink still starts on the lids'
+reading. Without the upper lid a half-closed eye cannot be told from a squint there (both raise the lower lid and
+leave most of the pupil showing): it reads as a squint.
 
 The pupil checks the lids. Two measures of it, both against the user's own running statistics: `visibility`,
 how plainly a whole pupil is seen (confident, of the usual size, not flattened from above against the
@@ -156,7 +157,7 @@ LOWER_EXTRAPOLATION = 0.5
 LOWER_REFRESH_EVERY = 15
 # Some eyes and cameras lose the upper lid in the lashes most of the time; where it is lost in this share of the
 # frames (ramp) it is not trusted even where found: squeeze comes from the lower lid, openness from the pupil.
-UPPER_LOST_SHARE = (0.15, 0.35)
+UPPER_LOST_SHARE = (0.35, 0.55)
 UPPER_LOST_FRAMES, UPPER_LOST_MIN_FRAMES, UPPER_LOST_VISIBILITY, UPPER_LOST_MIN_SPAN = 300, 30, 0.9, 0.5
 # Lids read as squinted, widened or closed by less than this count as relaxed samples for the local correction.
 RELAXED_READING = 0.1
@@ -767,22 +768,26 @@ class LidEstimator:
                 self._lower_baseline.add(x, y, edges.lower_y - y)
         openness, widen, squeeze = self._lid_values(edges, x, y, presence)
         self._relaxed_reading = max(widen, squeeze, 1.0 - openness) < RELAXED_READING
+        # What the lids say, kept for the blink's start whatever is reported (see below).
+        lid_openness = openness
         trust_upper = self._upper_trust if self._lower_baseline.ready else 1.0
         if trust_upper < 1.0 and edges is not None and not math.isnan(edges.upper_y):
             # The upper lid is mostly lost in the lashes: where found it is as likely the lash line. How plainly
             # the pupil is seen tells openness then.
             lower_squeeze = self._lower_squeeze(edges, x, y, presence, iris_half_height)
             # (During a blink the lids' reading stays in charge: a shape on the closed lids may look like a pupil.)
-            blended = trust_upper * openness + (1.0 - trust_upper) * presence
+            blended = trust_upper * openness + (1.0 - trust_upper)
             openness = min(openness, blended) if self._blink else blended
             widen *= trust_upper
             squeeze = trust_upper * squeeze + (1.0 - trust_upper) * lower_squeeze
-        elif edges is not None and math.isnan(edges.upper_y) and self._lower_baseline.ready:
+        elif trust_upper < 1.0 and edges is not None:
+            # The upper lid lost here as usual: the lower lid alone tells the squint.
             squeeze = self._lower_squeeze(edges, x, y, presence, iris_half_height)
         # During a blink only a plainly seen pupil lifts the cap: a shape found on the closed lids now and
         # then must not make the closed eye flicker open.
         shown = min(presence, visibility) if self._blink else presence
-        openness = min(openness, NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * shown)
+        cap = NO_PUPIL_OPENNESS_CAP + (1.0 - NO_PUPIL_OPENNESS_CAP) * shown
+        openness, lid_openness = min(openness, cap), min(lid_openness, cap)
         if not (seen and self._baseline.ready):
             # Widen and squeeze are relative to the user's relaxed eye: nothing is reported until it is measured.
             # A squint may hide part of the pupil (under either lid): a pupil still present keeps it.
@@ -792,10 +797,12 @@ class LidEstimator:
         # A confidently seen, unflattened pupil of the usual size is never a blink, whatever the lids read.
         if visibility >= VISIBLE_FLOOR_FROM:
             floor = VISIBLE_OPENNESS_FLOOR * (visibility - VISIBLE_FLOOR_FROM) / (1.0 - VISIBLE_FLOOR_FROM)
-            openness = max(openness, floor)
+            openness, lid_openness = max(openness, floor), max(lid_openness, floor)
         if self._blink and ((openness > BLINK_OFF and presence >= BLINK_VISIBLE_ON) or visibility >= BLINK_VISIBLE_OFF):
             self._blink = False
-        elif not self._blink and openness < BLINK_ON and presence < BLINK_VISIBLE_ON:
+        elif not self._blink and min(openness, lid_openness) < BLINK_ON and presence < BLINK_VISIBLE_ON:
+            # Closing lids with the pupil going: a blink, even where openness is read from the pupil (the
+            # lower-lid reading) and lags the lids by a frame.
             self._blink = True
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
