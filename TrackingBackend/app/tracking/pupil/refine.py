@@ -52,6 +52,8 @@ IRIS_TOLERANCE = 0.3
 OCCLUSION_MIN_KEPT = 0.4
 _OUTSIDE_STEPS = np.asarray(OUTSIDE_STEPS_PX, np.float64)[:, None]
 _KERNEL_3 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+# Twice _KERNEL_3 in one pass: glints grow by 2 px (a diamond).
+_GLINT_GROW = as_u8(cv2.dilate(np.pad(np.ones((1, 1), np.uint8), 2), _KERNEL_3, iterations=2))
 # The ring around the region where the iris level is read: 2 to 3 pixels out.
 _RING_OUTER = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
 _FLOOD_FLAGS = 4 | cv2.FLOODFILL_FIXED_RANGE | cv2.FLOODFILL_MASK_ONLY | (255 << 8)
@@ -74,7 +76,7 @@ def refine_pupil(
         return PupilResult.none(algorithm)
     region, seed, inside_level, outside_level = grown
     _, glints = cv2.threshold(roi, min(outside_level + GLINT_MARGIN_GREY, 254.0), 255, cv2.THRESH_BINARY)
-    glints = as_u8(cv2.dilate(glints, _KERNEL_3, iterations=2))
+    glints = as_u8(cv2.dilate(glints, _GLINT_GROW))
     moments = cv2.moments(region, binaryImage=True)
     area = moments["m00"]
     centroid = (moments["m10"] / area, moments["m01"] / area)
@@ -124,16 +126,20 @@ def _grow_region(
     """Flood-fill the dark region from the darkest smoothed point near (cx, cy), re-thresholding half-way
     between its mean and the median of a ring around it: (region mask, seed, inside level, outside level)."""
     seed_box = max(int(radius_px * 0.6) | 1, 3)
-    smooth = cv2.blur(roi, (seed_box, seed_box))
     search = max(int(radius_px), 2)
     lx, ly = int(cx), int(cy)
     sx0, sy0 = max(lx - search, 0), max(ly - search, 0)
-    near = smooth[sy0 : ly + search + 1, sx0 : lx + search + 1]
-    if near.size == 0:
+    sx1, sy1 = min(lx + search + 1, roi.shape[1]), min(ly + search + 1, roi.shape[0])
+    if sx1 <= sx0 or sy1 <= sy0:
         return None
-    _, _, (sx, sy), _ = cv2.minMaxLoc(near)
+    # The box mean only around the search window (with the box's reach): the same values as on the whole roi.
+    reach = seed_box // 2
+    bx0, by0 = max(sx0 - reach, 0), max(sy0 - reach, 0)
+    smooth = cv2.blur(roi[by0 : sy1 + reach, bx0 : sx1 + reach], (seed_box, seed_box))
+    near = smooth[sy0 - by0 : sy1 - by0, sx0 - bx0 : sx1 - bx0]
+    darkest, _, (sx, sy), _ = cv2.minMaxLoc(near)
     seed_x, seed_y = sx + sx0, sy + sy0
-    threshold = float(smooth[seed_y, seed_x]) + INITIAL_THRESHOLD_GREY
+    threshold = float(darkest) + INITIAL_THRESHOLD_GREY
     mask = np.zeros((roi.shape[0] + 2, roi.shape[1] + 2), np.uint8)
     inner = mask[1:-1, 1:-1]
     seed_value = int(roi[seed_y, seed_x])
