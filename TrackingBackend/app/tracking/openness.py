@@ -448,8 +448,9 @@ class LidBaseline:
         return math.floor((x - self._centre[0]) / step), math.floor((y - self._centre[1]) / step)
 
     def add(self, x: float, y: float, edges: LidEdges, relaxed: bool = True) -> None:
-        """A sample of the lids at this pupil position; `relaxed`: the lids read neither squinted nor widened
-        (only those correct the fit locally, so a long squint where no relaxed lids were seen is not learnt)."""
+        """A sample of the lids at this pupil position; `relaxed`: the lids last read neither squinted, widened
+        nor closed (only those correct the fit locally, so a long squint where no relaxed lids were seen is not
+        learnt as relaxed)."""
         self._samples.append((x, y, edges.gap_px, edges.lower_y - y, 1.0 if relaxed else 0.0))
         self._count += 1
         if len(self._samples) >= MIN_BASELINE_SAMPLES and (self._count % REFRESH_EVERY == 0 or self._gap_coef is None):
@@ -772,8 +773,8 @@ class LidEstimator:
         lid_openness = openness
         trust_upper = self._upper_trust if self._lower_baseline.ready else 1.0
         if trust_upper < 1.0 and edges is not None and not math.isnan(edges.upper_y):
-            # The upper lid is mostly lost in the lashes: where found it is as likely the lash line. How plainly
-            # the pupil is seen tells openness then.
+            # The upper lid is mostly lost in the lashes: where found it is as likely the lash line. The pupil
+            # tells openness then (open, capped by how much of it shows).
             lower_squeeze = self._lower_squeeze(edges, x, y, presence, iris_half_height)
             # (During a blink the lids' reading stays in charge: a shape on the closed lids may look like a pupil.)
             blended = trust_upper * openness + (1.0 - trust_upper)
@@ -801,8 +802,8 @@ class LidEstimator:
         if self._blink and ((openness > BLINK_OFF and presence >= BLINK_VISIBLE_ON) or visibility >= BLINK_VISIBLE_OFF):
             self._blink = False
         elif not self._blink and min(openness, lid_openness) < BLINK_ON and presence < BLINK_VISIBLE_ON:
-            # Closing lids with the pupil going: a blink, even where openness is read from the pupil (the
-            # lower-lid reading) and lags the lids by a frame.
+            # Closing lids with the pupil going: a blink, also where openness is read from the pupil (the
+            # lower-lid reading), which trails the closing lids.
             self._blink = True
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
@@ -888,8 +889,8 @@ class LidEstimator:
         # A censored lid is at least as far as the iris' rim: take it as relaxed unless seen further out.
         upper_y, lower_y = edges.upper_y, edges.lower_y
         if math.isnan(upper_y) or math.isnan(lower_y):
-            # A lid lost in shadow: nothing is known beyond the pupil being seen (which caps openness); a squint
-            # is read from the lower lid alone (`update`).
+            # A lid lost in shadow: nothing is known beyond the pupil being seen (which caps openness). Where the
+            # upper lid is usually lost, `update` reads a squint from the lower lid alone.
             return 1.0, 0.0, 0.0
         relaxed_upper_y = y + relaxed_lower - relaxed_gap
         # Widen raises the upper lid: only an upper lid actually seen above its relaxed place counts.
