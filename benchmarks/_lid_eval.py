@@ -7,8 +7,10 @@ only the lid estimator and the pipeline's filters on them, scoring as `benchmark
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +25,18 @@ from app.tracking.results import PupilResult
 from benchmarks._accuracy_sets import load_meye, synthetic_frames
 from benchmarks.accuracy import MEYE_TUNING_SUBJECTS
 
-CACHE = Path("/tmp/lid")
+TRACKING = Path(__file__).resolve().parents[1] / "TrackingBackend" / "app" / "tracking"
+
+
+def _pupil_code_key() -> str:
+    """A digest of the pupil stage's sources: cached pupils are thrown away when that code changes."""
+    digest = hashlib.sha256()
+    for path in sorted([*TRACKING.glob("pupil/*.py"), TRACKING / "pipeline.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+CACHE = Path(tempfile.gettempdir()) / "etvr-lid-eval" / _pupil_code_key()
 COUNT = 900
 
 Frame = tuple[float, GrayImage, EyeGroundTruth, PupilResult]
@@ -48,7 +61,7 @@ def load(preset: str, seed: int) -> list[Frame]:
             return frames
     detect = _detector()
     frames = [(ts, gray, truth, detect(gray)) for ts, gray, truth in synthetic_frames(preset, COUNT, seed)]
-    CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
         pickle.dump(frames, handle)
     return frames
@@ -97,7 +110,7 @@ def meye_blink() -> str:
             if frame.subject != subject:
                 detect, subject = _detector(), frame.subject
             cached.append((frame.subject, frame.blink_truth, frame.gray, detect(frame.gray)))
-        CACHE.mkdir(exist_ok=True)
+        CACHE.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as handle:
             pickle.dump(cached, handle)
     counts = {"all": [0, 0, 0], "held out": [0, 0, 0]}
