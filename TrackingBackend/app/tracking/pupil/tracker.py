@@ -41,8 +41,10 @@ TRACK_WINDOW_RADII = 3.0
 HAAR_TO_PUPIL_RADIUS = 1.15
 HSF_RADIUS_FACTORS = (0.7, 0.85, 1.0, 1.2, 1.4)
 # A find at least this confident that moved less than CONTINUE_MOVE x the pupil's size and changed size by
-# less than CONTINUE_SIZE is taken at once while tracking.
-CONTINUE_CONFIDENCE = 0.7
+# less than CONTINUE_SIZE is taken at once while tracking. A partly hidden pupil's outline scores 0.6-0.7: at
+# 0.7 such frames searched every candidate for nothing better (the hard synthetic set's p95 3.98 -> 2.37 ms,
+# real clips 10-25 % cheaper; accuracy within +-0.004 on the dev seeds).
+CONTINUE_CONFIDENCE = 0.6
 CONTINUE_MOVE = 0.25
 CONTINUE_SIZE = 0.2
 # A candidate inside (the inscribed circle of) a pupil found this confidently is not refined again.
