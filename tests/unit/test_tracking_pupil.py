@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -12,6 +14,7 @@ from app.camera.virtual_eye import PRESETS, GazeScript, render_eye
 from app.config.models import AlgorithmConfig, AlgorithmName
 from app.tracking.pupil.ellipse import ellipse_distance_px, signed_ellipse_distance_px
 from app.tracking.pupil.tracker import PupilTracker
+from app.tracking.results import PupilResult
 
 
 def draw_eye(
@@ -253,3 +256,26 @@ def test_signed_ellipse_distance_is_negative_inside_and_positive_outside() -> No
     signed = signed_ellipse_distance_px(points, ellipse)
     assert signed[0] < -1.0 and abs(signed[1]) < 1e-6 and signed[2] > 1.0
     assert np.allclose(np.abs(signed), ellipse_distance_px(points, ellipse))
+
+
+def test_a_frame_refines_at_most_the_budgeted_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.tracking.pupil import tracker as tracker_module
+
+    calls: list[str] = []
+    real = tracker_module.run_on_candidate
+
+    def counted(*args: Any, **kwargs: Any) -> PupilResult:
+        calls.append(args[0].value)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tracker_module, "run_on_candidate", counted)
+    rng = np.random.default_rng(5)
+    # No pupil (textured skin): each algorithm in the order would try every candidate, locally and globally.
+    tracker = PupilTracker(AlgorithmConfig())
+    for _ in range(3):
+        calls.clear()
+        tracker.detect(np.clip(rng.normal(150, 12, (240, 240)), 0, 255).astype(np.uint8))
+        assert 0 < len(calls) <= tracker_module.MAX_REFINES_PER_FRAME
+    calls.clear()
+    found = PupilTracker(AlgorithmConfig()).detect(draw_eye(120.0, 110.0, seed=3))  # a plain pupil: found at once
+    assert found.confidence >= 0.9 and len(calls) <= 2
