@@ -14,6 +14,8 @@ pupil makes the gate learn its levels anew, so a change of light costs a few fra
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +38,11 @@ LEARN_CONFIDENCE = 0.9
 LEARN_RATE = 0.1
 # While frames are skipped, every this-many-th one is searched anyway.
 PROBE_EVERY = 10
-# The iris is sampled on a ring between these multiples of the pupil radius.
-IRIS_RING_RADII = (1.5, 2.2)
+# The iris is sampled at this multiple of the pupil radius, in these directions (at least MIN_RING_SAMPLES
+# inside the frame).
+IRIS_RING_RADIUS = 1.85
+RING_DIRECTIONS = tuple((math.cos(k * math.pi / 8), math.sin(k * math.pi / 8)) for k in range(16))
+MIN_RING_SAMPLES = 6
 
 
 class PupilGate:
@@ -84,20 +89,21 @@ class PupilGate:
         x, y = (pupil.x + 0.5) / scale - 0.5, (pupil.y + 0.5) / scale - 0.5
         radius = min(pupil.ellipse_w, pupil.ellipse_h) / 2.0 / scale
         height, width = small.shape
-        inner, outer = IRIS_RING_RADII
-        reach = int(np.ceil(outer * radius)) + 1
-        x0, y0 = max(int(x) - reach, 0), max(int(y) - reach, 0)
-        x1, y1 = min(int(x) + reach + 1, width), min(int(y) + reach + 1, height)
-        if x1 <= x0 or y1 <= y0:
+        # A few pixels of the shrunk, blurred frame (this runs on every confident frame): the pupil's centre,
+        # and the iris on a ring around it.
+        cx, cy = round(x), round(y)
+        if not (0 <= cx < width and 0 <= cy < height):
             return
-        patch = small[y0:y1, x0:x1]
-        ys, xs = np.ogrid[y0:y1, x0:x1]
-        distance = np.hypot(xs - x, ys - y)
-        core = patch[distance <= max(radius * 0.5, 1.0)]
-        ring = patch[(distance >= inner * radius) & (distance <= outer * radius)]
-        if core.size == 0 or ring.size == 0:
+        ring_px = IRIS_RING_RADIUS * radius
+        ring = [
+            int(small[ry, rx])
+            for dx, dy in RING_DIRECTIONS
+            if 0 <= (rx := round(x + dx * ring_px)) < width and 0 <= (ry := round(y + dy * ring_px)) < height
+        ]
+        if len(ring) < MIN_RING_SAMPLES:
             return
-        pupil_level, iris_level = float(np.median(core)), float(np.median(ring))
+        ring.sort()
+        pupil_level, iris_level = float(small[cy, cx]), float(ring[len(ring) // 2])
         if self.pupil_level is None or self.iris_level is None:
             self.pupil_level, self.iris_level = pupil_level, iris_level
             return
