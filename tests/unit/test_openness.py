@@ -204,3 +204,13 @@ def test_a_dark_run_stopped_on_a_paler_band_goes_on_to_the_lid() -> None:
     skin = np.full(60, 161.0, np.float32)
     skin[:16] = 90.0
     assert _past_paler_band(skin, 15.5, 30) == 15.5
+
+
+def test_percentiles_match_numpys_default_interpolation() -> None:
+    from app.tracking.openness import _percentiles
+
+    rng = np.random.default_rng(4)
+    for size in (1, 2, 20, 21, 300, 900):
+        values = rng.normal(size=size)
+        wanted = np.percentile(values, (5, 50, 97))
+        assert np.allclose(_percentiles(values, (5.0, 50.0, 97.0)), wanted, rtol=0.0, atol=1e-12), size
