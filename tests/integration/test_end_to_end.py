@@ -53,6 +53,9 @@ def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -
             left = next(t for t in status if t["name"] == "Left Eye")
             opened_at = left["processes"]["camera"]["source_opened_at"]
             assert left["processes"]["tracker"]["fps"] > 30
+            # How many frames the closed-eye gate kept from the pupil search (the virtual eye blinks now and then).
+            skips = left["processes"]["tracker"]["closed_eye_skips"]
+            assert isinstance(skips, int) and 0 <= skips < left["processes"]["tracker"]["frames_processed"]
 
     for address in (
         "/avatar/parameters/LeftEyeX",

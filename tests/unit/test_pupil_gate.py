@@ -59,6 +59,7 @@ def test_the_pipeline_finds_the_pupil_again_on_the_first_open_frame_after_a_long
         pipeline.process(_eye(1.0, i), ts)
     closed = [pipeline.process(_eye(0.0, 100 + i), 1.0 + i / 90) for i in range(90)]
     assert all(r.blink for r in closed)
+    assert pipeline.closed_eye_skips == 90 - 90 // PROBE_EVERY  # all but the probes, counted for the status
     # Only the probes searched (and found nothing the lids would call open).
     searched = [i for i, r in enumerate(closed) if r.pupil.confidence > 0.0]
     assert set(searched) <= {i for i in range(90) if i % PROBE_EVERY == PROBE_EVERY - 1}

@@ -123,6 +123,7 @@ def run_tracker_loop(
                 frames_processed=processed,
                 frames_skipped=reader.skipped,
                 frames_torn=reader.torn,
+                closed_eye_skips=holder.pipeline.closed_eye_skips,
                 results_dropped=dropped_results,
                 latency_ms=round(out.latency_ms, 3),
                 calibration_progress=out.calibration_progress,

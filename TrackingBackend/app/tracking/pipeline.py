@@ -32,6 +32,7 @@ class EyePipeline:
         self.config = config
         self._pupils = PupilTracker(config.algorithm)
         self._gate = PupilGate()
+        self.closed_eye_skips = 0  # frames the closed-eye gate kept from the pupil search
         self._lids = LidEstimator(config.algorithm.confidence_threshold)
         self._filters = _Filters(config.filter)
         self._calibrator = GazeCalibrator()
@@ -76,6 +77,8 @@ class EyePipeline:
         # A closed eye skips the pupil search (see app.tracking.pupil.gate).
         gated = self.config.algorithm.closed_eye_gate and gray.size > 0
         searched = gray.size > 0 and (not gated or self._gate.allows(gray))
+        if gated and not searched:
+            self.closed_eye_skips += 1
         pupil = self._pupils.detect(gray) if searched else PupilResult.none()
         found = pupil.confidence >= self.config.algorithm.confidence_threshold
         if gated:
