@@ -1,4 +1,4 @@
-"""Ellipse helpers shared by the pupil detectors: fitting, point distance, outline contrast."""
+"""Helpers shared by the pupil detectors: ellipse fitting, point distance, outline contrast, shrinking."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def fit_ellipse(points: npt.NDArray[np.generic]) -> Ellipse:
 def as_u8(image: npt.NDArray[np.generic]) -> GrayU8:
     result: GrayU8 = np.asarray(image, np.uint8)
     return result
+
+
+def shrunk(gray: GrayU8, side_px: int) -> tuple[GrayU8, int]:
+    """`gray` shrunk by a whole factor to about `side_px` on its shorter side (area-averaged), and the factor."""
+    height, width = gray.shape[:2]
+    scale = max(1, round(min(height, width) / side_px))
+    if scale == 1:
+        return gray, 1
+    return as_u8(cv2.resize(gray, (width // scale, height // scale), interpolation=cv2.INTER_AREA)), scale
 
 
 def ellipse_distance_px(points: npt.NDArray[np.floating[Any]], ellipse: Ellipse) -> npt.NDArray[np.float64]:

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from app.tracking.pupil.ellipse import as_u8
+from app.tracking.pupil.ellipse import as_u8, shrunk
 from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]
@@ -57,11 +57,7 @@ class PupilGate:
 
     def allows(self, gray: GrayU8) -> bool:
         """Whether `gray` may hold a pupil (always, until levels are learnt)."""
-        height, width = gray.shape[:2]
-        scale = max(1, round(min(height, width) / GATE_SIDE_PX))
-        small = (
-            gray if scale == 1 else cv2.resize(gray, (width // scale, height // scale), interpolation=cv2.INTER_AREA)
-        )
+        small, scale = shrunk(gray, GATE_SIDE_PX)
         blurred = self._small = as_u8(cv2.blur(small, (PATCH_PX, PATCH_PX)))
         self._scale = scale
         pupil, iris = self.pupil_level, self.iris_level

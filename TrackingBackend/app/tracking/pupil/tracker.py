@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from app.config.models import AlgorithmConfig, AlgorithmName
 from app.tracking.pupil.blob import detect_pupil_blob
-from app.tracking.pupil.ellipse import as_u8, outline_confidence
+from app.tracking.pupil.ellipse import outline_confidence, shrunk
 from app.tracking.pupil.haar import HaarHit, haar_candidates, radii_for
 from app.tracking.pupil.ransac import ransac_pupil
 from app.tracking.pupil.refine import refine_pupil
@@ -160,11 +160,7 @@ def _inside(candidate: Candidate, found: PupilResult) -> bool:
 
 def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Candidate]:
     """Haar peaks on a shrunk frame (inside a window around `near` when given), in full-resolution pixels."""
-    height, width = gray.shape
-    scale = max(1, round(min(height, width) / COARSE_SIDE_PX))
-    small = (
-        gray if scale == 1 else as_u8(cv2.resize(gray, (width // scale, height // scale), interpolation=cv2.INTER_AREA))
-    )
+    small, scale = shrunk(gray, COARSE_SIDE_PX)
     window: tuple[int, int, int, int] | None = None
     if near is not None:
         reach = TRACK_WINDOW_RADII * max(near.ellipse_w, near.ellipse_h) / 2.0 / scale
