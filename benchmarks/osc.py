@@ -8,7 +8,8 @@
    tracker processes feed them (a pipe each and the shared result board) at 90 results/s per eye,
    sending over UDP to local sinks. CPU of the two processes (user + system, from psutil) as % of one
    core, for one target (v1) and for three targets (v1 + module + babble), and CPU µs per message sent.
-   Targets: <= 2 % of one core with one target, <= 3 % with three (both processes added up).
+   Targets (issues #5 and #11, "OSC process CPU"): each OSC process <= 2 % of one core with one target,
+   <= 3 % with three; the two processes' sum is printed beside them, with the floor below.
    Each case also runs as a "floor": processes that make the same wake-ups and send the same datagrams
    (encoded once up front) with no Python work, to tell the OS's share of the figure from ours.
    CPU comes from the scheduler's per-thread nanosecond counters where Linux has them; the two cases
@@ -73,8 +74,13 @@ class ProcessFigures:
     target_pct: float
 
     @property
+    def cpu_pct_per_process(self) -> float:
+        """The busier of the two OSC processes: what the issues' "OSC process CPU" target is checked on."""
+        return max(self.cpu_pct_left, self.cpu_pct_right)
+
+    @property
     def met(self) -> bool:
-        return self.cpu_pct_total <= self.target_pct
+        return self.cpu_pct_per_process <= self.target_pct
 
 
 def _record(i: int, now: float) -> ResultRecord:
@@ -394,14 +400,14 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"{'case':<30} {'msgs/s':>7} {'CPU L %':>7} {'CPU R %':>7} {'CPU sum %':>9} {'µs/result':>9} "
-        f"{'µs CPU/msg':>10}  target (sum)"
+        f"{'µs CPU/msg':>10}  target (each process)"
     )
     for p, runs in ((one, one_runs), (three, three_runs), (floor_one, floor_one_runs), (floor_three, floor_three_runs)):
         us_per_update = p.cpu_pct_total / 100 / max(p.updates_per_s, 1.0) * 1e6
         print(
             f"{p.case:<30} {p.messages_per_s:>7.0f} {p.cpu_pct_left:>7.2f} {p.cpu_pct_right:>7.2f} "
             f"{p.cpu_pct_total:>9.2f} {us_per_update:>9.1f} {p.cpu_us_per_message:>10.1f}  "
-            f"{_verdict(p.cpu_pct_total, p.target_pct)}"
+            f"{_verdict(p.cpu_pct_per_process, p.target_pct)}"
         )
         if len(runs) > 1:
             print(f"{'':<30} CPU sum % per run: {', '.join(f'{r.cpu_pct_total:.2f}' for r in runs)}")
@@ -420,19 +426,23 @@ def main(argv: list[str]) -> int:
         f"Python work; ours adds {one.cpu_pct_total - floor_one.cpu_pct_total:.2f} % (1 target) and "
         f"{three.cpu_pct_total - floor_three.cpu_pct_total:.2f} % (3 targets) to it"
     )
-    print(
-        f"issue #5  (1 target,  sum of both processes): {one.cpu_pct_total:.2f} % "
-        f"{_verdict(one.cpu_pct_total, TARGET_CPU_ONE_PCT)}"
-    )
-    print(
-        f"issue #11 (3 targets, sum of both processes): {three.cpu_pct_total:.2f} % "
-        f"{_verdict(three.cpu_pct_total, TARGET_CPU_THREE_PCT)}"
-    )
+    for issue, case, floor, target in (
+        ("#5 ", one, floor_one, TARGET_CPU_ONE_PCT),
+        ("#11", three, floor_three, TARGET_CPU_THREE_PCT),
+    ):
+        print(
+            f"issue {issue} ({case.targets} target{'s' if case.targets > 1 else ''}): OSC process CPU "
+            f"{case.cpu_pct_per_process:.2f} % (the busier of the two) {_verdict(case.cpu_pct_per_process, target)}; "
+            f"both processes together {case.cpu_pct_total:.2f} %, of which {floor.cpu_pct_total:.2f} % is the floor"
+        )
     if args.json:
         payload = {
             "encoding": [asdict(e) for e in encoding],
             "update_us": {"back_to_back": warm_us, "after_idle": cold_us},
-            "processes": [asdict(p) for p in (one, three, floor_one, floor_three)],
+            "processes": [
+                {**asdict(p), "cpu_pct_per_process": p.cpu_pct_per_process}
+                for p in (one, three, floor_one, floor_three)
+            ],
             "runs": {"one": [asdict(r) for r in one_runs], "three": [asdict(r) for r in three_runs]},
             "us_per_message": per_target,
         }

@@ -214,3 +214,12 @@ def test_percentiles_match_numpys_default_interpolation() -> None:
         values = rng.normal(size=size)
         wanted = np.percentile(values, (5, 50, 97))
         assert np.allclose(_percentiles(values, (5.0, 50.0, 97.0)), wanted, rtol=0.0, atol=1e-12), size
+
+
+def test_median_is_numpys_median_exactly() -> None:
+    from app.tracking.openness import _median
+
+    rng = np.random.default_rng(5)
+    for size in (1, 2, 3, 20, 21, 64, 101):
+        values = (rng.normal(size=size) * 40.0).astype(np.float32)
+        assert _median(values) == float(np.median(values)), size

@@ -69,7 +69,7 @@ def outline_confidence(gray: GrayU8, ellipse: Ellipse) -> float:
     values = _outline_samples(gray, ellipse)
     if values is None:
         return 0.0
-    return float(np.mean(values[1] - values[0] > OUTLINE_BIAS_GREY))
+    return int(np.count_nonzero(values[1] - values[0] > OUTLINE_BIAS_GREY)) / int(values.shape[1])
 
 
 def visible_outline_score(gray: GrayU8, ellipse: Ellipse, dark_level: float) -> float:
@@ -97,7 +97,8 @@ def _outline_samples(gray: GrayU8, ellipse: Ellipse) -> npt.NDArray[np.int16] | 
         np.array([[max(b - offset_px, 0.5)], [b + offset_px]]),
     )
     ux, uy = scales[0] * _COS, scales[1] * _SIN
-    xi = np.clip((cx + ux * cos_a - uy * sin_a + 0.5).astype(np.int64), 0, width - 1)
-    yi = np.clip((cy + ux * sin_a + uy * cos_a + 0.5).astype(np.int64), 0, height - 1)
+    # np.minimum/np.maximum: np.clip's Python-level checks cost 3x the clipping on these 64 points.
+    xi = np.minimum(np.maximum((cx + ux * cos_a - uy * sin_a + 0.5).astype(np.int64), 0), width - 1)
+    yi = np.minimum(np.maximum((cy + ux * sin_a + uy * cos_a + 0.5).astype(np.int64), 0), height - 1)
     values: npt.NDArray[np.int16] = gray[yi, xi].astype(np.int16)
     return values
