@@ -12,9 +12,9 @@ import pytest
 from pythonosc.osc_message import OscMessage
 
 from app.config.models import OscConfig, TrackerPosition
-from app.osc.compose import LAYOUT_COUNT, EyeFrame, EyeValues, eye_values, frame_of
+from app.osc.compose import LAYOUT_COUNT, TWO_EYES, EyeFrame, EyeValues, eye_values, frame_of
 from app.osc.messages import encode_floats
-from app.osc.modes import MODES, TargetPlan, compose, resolve_targets
+from app.osc.modes import MODES, TargetPlan, compile_values, compose, resolve_targets
 from app.osc.output import BLINK_REPEATS, TargetEncoder
 from app.runtime.osc_process import RECORD_FIELDS, BoardEyeReader, ResultReader
 from app.runtime.results import ROW_WIDTH, ResultBoard, ResultRecord, pack_result
@@ -62,14 +62,43 @@ def reference(plan: TargetPlan, frame: EyeFrame, own: TrackerPosition) -> list[b
 def test_layout_programs_send_exactly_what_compose_describes(plan: TargetPlan) -> None:
     for left, right in ((OPEN_L, OPEN_R), (CLOSED, OPEN_R), (OPEN_L, CLOSED), (CLOSED, CLOSED)):
         for frame, own in itertools.product(frames(left, right), (LEFT, RIGHT)):
-            mode = MODES[plan.mode]
-            specs = mode.specs(plan, frame.layout)
-            assert len(mode.values(plan, frame)) == sum(s.arg_count for s in specs)
+            specs = MODES[plan.mode](plan, frame.layout)
+            assert len(compile_values(specs)(frame.left, frame.right)) == sum(s.arg_count for s in specs)
             got = TargetEncoder(plan).datagrams(frame, own)
             assert sorted(got) == sorted(reference(plan, frame, own)), (frame.layout, own)
             for datagram in got:
                 message = OscMessage(datagram)
                 assert all(isinstance(p, float) and math.isfinite(p) for p in message.params)
+
+
+@pytest.mark.parametrize("plan", plans(), ids=lambda p: f"{p.mode}-{p.lid_encoding}-{p.native_look}")
+def test_open_senders_send_what_emit_sends_for_two_open_eyes(plan: TargetPlan) -> None:
+    frame = frame_of(OPEN_L, OPEN_R, False, False)
+    assert frame is not None and frame.layout is TWO_EYES
+    for own in (LEFT, RIGHT):
+        sent: list[bytes] = []
+        own_first = (*OPEN_L, *OPEN_R) if own == LEFT else (*OPEN_R, *OPEN_L)
+        count = TargetEncoder(plan).program(TWO_EYES, own).send_open(sent.append, _never, *own_first)
+        assert sent == TargetEncoder(plan).datagrams(frame, own) and count == len(sent)
+        assert sent or (plan.mode == "native" and own == RIGHT)  # native: the leader sends both eyes' messages
+
+
+def test_an_open_sender_counts_a_refused_datagram_and_sends_the_rest() -> None:
+    plan = resolve_targets(OscConfig.model_validate({"outputs": [{"mode": "babble"}]}))[0]
+    sent: list[bytes] = []
+    failures: list[OSError] = []
+
+    def send(datagram: bytes) -> None:
+        if len(sent) == 1 and not failures:
+            raise ConnectionRefusedError("nothing listens")
+        sent.append(datagram)
+
+    count = TargetEncoder(plan).program(TWO_EYES, LEFT).send_open(send, failures.append, *OPEN_L, *OPEN_R)
+    assert len(failures) == 1 and count == len(sent) == 5  # the left eye's six Babble messages, one refused
+
+
+def _never(exc: OSError) -> None:
+    raise AssertionError(f"unexpected send failure {exc!r}")
 
 
 def test_both_processes_together_send_every_message_once_in_every_layout() -> None:

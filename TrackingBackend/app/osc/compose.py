@@ -183,13 +183,13 @@ MODULE_WIDEN_SPAN = 0.10  # ... and is full at 1.05 (v2 threshold)
 MODULE_LID_RANGE = (-1.0, 1.05)  # below 0: the module's squeeze emulation, down to -1
 
 
-def lid_v1_expanded(eye: EyeValues) -> float:
+def lid_v1_expanded(openness: float, widen: float, squeeze: float) -> float:
     """VRCFT's LidExpanded(Squeeze) in [0, 1]: 0..0.8 openness, widen above; squeeze pulls it down."""
-    value = V1_EXPANDED_OPEN_MAX * eye.openness * (1.0 - eye.squeeze) + (1.0 - V1_EXPANDED_OPEN_MAX) * eye.widen
+    value = V1_EXPANDED_OPEN_MAX * openness * (1.0 - squeeze) + (1.0 - V1_EXPANDED_OPEN_MAX) * widen
     return clamp(value, 0.0, 1.0)
 
 
-def lid_module(eye: EyeValues) -> float:
+def lid_module(openness: float, widen: float, squeeze: float) -> float:
     """The VRCFT ETVR module's v2 lid: 0..0.95 openness, up to 1.05 widen, below 0 squeeze (to -1)."""
-    value = MODULE_OPEN_MAX * eye.openness + MODULE_WIDEN_SPAN * eye.widen - eye.squeeze * (1.0 - eye.openness)
+    value = MODULE_OPEN_MAX * openness + MODULE_WIDEN_SPAN * widen - squeeze * (1.0 - openness)
     return clamp(value, *MODULE_LID_RANGE)

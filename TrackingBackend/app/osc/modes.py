@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from app.config.models import DEFAULT_PORT_BY_MODE, OscConfig, OscMode, OscTargetConfig, TrackerPosition
-from app.osc.compose import EyeFrame, FrameLayout, lid_module, lid_v1_expanded
+from app.osc.compose import EyeFrame, EyeValues, FrameLayout, lid_module, lid_v1_expanded
 from app.osc.messages import clamp
 
 V2_PREFIX = "/avatar/parameters/v2/"
@@ -26,13 +26,17 @@ NOT_LID, LEFT_LID, RIGHT_LID, EITHER_LID = 0, 1, 2, 3
 
 
 class MessageSpec(NamedTuple):
-    """One message of a mode without its values: address, float count, the eye whose process sends
-    it, and whose lid it carries."""
+    """One message of a mode: address, its float arguments as expressions (see "composers" below), the eye
+    whose process sends it, and whose lid it carries."""
 
     address: str
-    arg_count: int
+    args: tuple[str, ...]
     owner: TrackerPosition
     lid: int = NOT_LID
+
+    @property
+    def arg_count(self) -> int:
+        return len(self.args)
 
 
 class OscOut(NamedTuple):
@@ -131,104 +135,108 @@ def resolve_targets(config: OscConfig) -> list[TargetPlan]:
 
 
 # -- composers ----------------------------------------------------------------------------------------------
-# Each mode is two functions over the same message order: `specs` (addresses, argument counts, owners: they
-# depend on the frame's layout only, so encoders compute them once per layout) and `values` (every argument
-# of every message, flat, computed on each update).
+# Each mode is one function of the frame's layout: its messages in order, each with its address, owner, lid
+# and its arguments as Python expressions over the two sides' values (`LEFT_NAMES`, `RIGHT_NAMES`: each side's
+# EyeValues after single-eye, mirror and sync blink). `compile_values` turns them into one function per layout
+# for every update, and `app.osc.output` into one function that also sends this process's share: per result,
+# in a process that sleeps between results, every call and object saved shows in its CPU. The expressions are
+# this module's own text; addresses and numbers from the config never enter them (numbers as float literals).
+
+EYE_NAMES = ("x", "y", "open", "dil", "widen", "squeeze")  # EyeValues' fields, in order
+LEFT_NAMES = tuple(f"l_{name}" for name in EYE_NAMES)
+RIGHT_NAMES = tuple(f"r_{name}" for name in EYE_NAMES)
+# What the expressions may call, besides arithmetic.
+EXPRESSION_FUNCTIONS: dict[str, object] = {
+    "clamp": clamp,
+    "lid_v1_expanded": lid_v1_expanded,
+    "lid_module": lid_module,
+}
+
+
+def compile_function(source: str, name: str, namespace: dict[str, object]) -> Callable[..., Any]:
+    """`name` defined by `source` (generated here from the mode tables), with `namespace` as its globals."""
+    scope = {**EXPRESSION_FUNCTIONS, **namespace}
+    exec(compile(source, f"<osc {name}>", "exec"), scope)
+    return cast(Callable[..., Any], scope[name])
+
+
+def compile_values(specs: list[MessageSpec]) -> Callable[[EyeValues, EyeValues], tuple[float, ...]]:
+    """Every argument of every message of `specs`, flat, from the two sides' values."""
+    arguments = ", ".join(arg for spec in specs for arg in spec.args)
+    source = (
+        "def values(left, right):\n"
+        f"    {', '.join(LEFT_NAMES)} = left\n"
+        f"    {', '.join(RIGHT_NAMES)} = right\n"
+        f"    return ({arguments},)\n"
+    )
+    return cast(Callable[[EyeValues, EyeValues], tuple[float, ...]], compile_function(source, "values", {}))
 
 
 def specs_v1(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     a = plan.address
+    if plan.lid_encoding == "expanded":
+        left_lid, right_lid = (
+            "lid_v1_expanded(l_open, l_widen, l_squeeze)",
+            "lid_v1_expanded(r_open, r_widen, r_squeeze)",
+        )
+    else:
+        left_lid, right_lid = "l_open", "r_open"
     return [
-        MessageSpec(a["left_x"], 1, f.left_owner),
-        MessageSpec(a["right_x"], 1, f.right_owner),
-        MessageSpec(a["eyes_y"], 1, f.leader),
-        MessageSpec(a["left_lid"], 1, f.lid_left_owner, LEFT_LID),
-        MessageSpec(a["right_lid"], 1, f.lid_right_owner, RIGHT_LID),
-        MessageSpec(a["dilation"], 1, f.leader),
+        MessageSpec(a["left_x"], ("l_x",), f.left_owner),
+        MessageSpec(a["right_x"], ("r_x",), f.right_owner),
+        MessageSpec(a["eyes_y"], ("(l_y + r_y) / 2.0",), f.leader),
+        MessageSpec(a["left_lid"], (left_lid,), f.lid_left_owner, LEFT_LID),
+        MessageSpec(a["right_lid"], (right_lid,), f.lid_right_owner, RIGHT_LID),
+        MessageSpec(a["dilation"], ("(l_dil + r_dil) / 2.0",), f.leader),
     ]
 
 
-def values_v1(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    left, right = f.left, f.right
-    if plan.lid_encoding == "expanded":
-        left_lid, right_lid = lid_v1_expanded(left), lid_v1_expanded(right)
-    else:
-        left_lid, right_lid = left.openness, right.openness
-    return (
-        left.gaze_x,
-        right.gaze_x,
-        (left.gaze_y + right.gaze_y) / 2.0,
-        left_lid,
-        right_lid,
-        (left.dilation + right.dilation) / 2.0,
-    )
-
-
-def _specs_v2_like(plan: TargetPlan, f: FrameLayout, dilation: bool) -> list[MessageSpec]:
+def _specs_v2_like(
+    plan: TargetPlan, f: FrameLayout, left_lid: str, right_lid: str, dilation: bool
+) -> list[MessageSpec]:
     a = plan.address
     if f.single:
         specs = [
-            MessageSpec(a["x"], 1, f.leader),
-            MessageSpec(a["y"], 1, f.leader),
-            MessageSpec(a["lid"], 1, f.leader, LEFT_LID),  # a single eye's values are on both sides
+            MessageSpec(a["x"], ("l_x",), f.leader),
+            MessageSpec(a["y"], ("l_y",), f.leader),
+            MessageSpec(a["lid"], (left_lid,), f.leader, LEFT_LID),  # a single eye's values are on both sides
         ]
     else:
         specs = [
-            MessageSpec(a["left_x"], 1, f.left_owner),
-            MessageSpec(a["left_y"], 1, f.left_owner),
-            MessageSpec(a["right_x"], 1, f.right_owner),
-            MessageSpec(a["right_y"], 1, f.right_owner),
-            MessageSpec(a["left_lid"], 1, f.lid_left_owner, LEFT_LID),
-            MessageSpec(a["right_lid"], 1, f.lid_right_owner, RIGHT_LID),
+            MessageSpec(a["left_x"], ("l_x",), f.left_owner),
+            MessageSpec(a["left_y"], ("l_y",), f.left_owner),
+            MessageSpec(a["right_x"], ("r_x",), f.right_owner),
+            MessageSpec(a["right_y"], ("r_y",), f.right_owner),
+            MessageSpec(a["left_lid"], (left_lid,), f.lid_left_owner, LEFT_LID),
+            MessageSpec(a["right_lid"], (right_lid,), f.lid_right_owner, RIGHT_LID),
         ]
     if dilation:
-        specs.append(MessageSpec(a["dilation"], 1, f.leader))
+        specs.append(MessageSpec(a["dilation"], ("(l_dil + r_dil) / 2.0",), f.leader))
     return specs
 
 
 def specs_v2(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
-    return _specs_v2_like(plan, f, dilation=True)
-
-
-def values_v2(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    left, right = f.left, f.right
-    dilation = (left.dilation + right.dilation) / 2.0
-    if f.layout.single:
-        return (left.gaze_x, left.gaze_y, left.openness, dilation)
-    return (left.gaze_x, left.gaze_y, right.gaze_x, right.gaze_y, left.openness, right.openness, dilation)
+    return _specs_v2_like(plan, f, "l_open", "r_open", dilation=True)
 
 
 def specs_module(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     """The VRCFT ETVR module's v2 parameters (it reads no dilation), lids in its widen/squeeze bands."""
-    return _specs_v2_like(plan, f, dilation=False)
-
-
-def values_module(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    # Written out rather than shared with v2: one call per target and update (see app.osc.output).
-    left, right = f.left, f.right
-    if f.layout.single:
-        return (left.gaze_x, left.gaze_y, lid_module(left))
-    return (left.gaze_x, left.gaze_y, right.gaze_x, right.gaze_y, lid_module(left), lid_module(right))
+    left_lid, right_lid = "lid_module(l_open, l_widen, l_squeeze)", "lid_module(r_open, r_widen, r_squeeze)"
+    return _specs_v2_like(plan, f, left_lid, right_lid, dilation=False)
 
 
 def specs_native(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
     a = plan.address
-    look = (
-        MessageSpec(a["pitch_yaw"], 4, f.leader)
-        if plan.native_look == "pitch_yaw"
-        else MessageSpec(a["vec"], 6, f.leader)
-    )
-    return [look, MessageSpec(a["closed"], 1, f.leader, EITHER_LID)]
-
-
-def values_native(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    left, right = f.left, f.right
-    closed_amount = clamp(1.0 - (left.openness + right.openness) / 2.0, 0.0, 1.0)
     if plan.native_look == "pitch_yaw":
         # VRChat: degrees, +pitch = down, +yaw = right.
-        scale = plan.native_max_angle_deg
-        return (-left.gaze_y * scale, left.gaze_x * scale, -right.gaze_y * scale, right.gaze_x * scale, closed_amount)
-    return (left.gaze_x, left.gaze_y, NATIVE_VEC_Z, right.gaze_x, right.gaze_y, NATIVE_VEC_Z, closed_amount)
+        scale = repr(float(plan.native_max_angle_deg))
+        look = MessageSpec(
+            a["pitch_yaw"], (f"-l_y * {scale}", f"l_x * {scale}", f"-r_y * {scale}", f"r_x * {scale}"), f.leader
+        )
+    else:
+        z = repr(NATIVE_VEC_Z)
+        look = MessageSpec(a["vec"], ("l_x", "l_y", z, "r_x", "r_y", z), f.leader)
+    return [look, MessageSpec(a["closed"], ("clamp(1.0 - (l_open + r_open) / 2.0, 0.0, 1.0)",), f.leader, EITHER_LID)]
 
 
 def specs_babble(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
@@ -238,37 +246,25 @@ def specs_babble(plan: TargetPlan, f: FrameLayout) -> list[MessageSpec]:
         ("left", f.left_owner, f.lid_left_owner, LEFT_LID),
         ("right", f.right_owner, f.lid_right_owner, RIGHT_LID),
     ):
+        v = side[0]
         specs += [
-            MessageSpec(a[f"{side}_x"], 1, owner),
-            MessageSpec(a[f"{side}_y"], 1, owner),
-            MessageSpec(a[f"{side}_lid"], 1, lid_owner, lid),
-            MessageSpec(a[f"{side}_widen"], 1, owner),
-            MessageSpec(a[f"{side}_squint"], 1, owner),
-            MessageSpec(a[f"{side}_brow"], 1, owner),
+            MessageSpec(a[f"{side}_x"], (f"{v}_x",), owner),
+            MessageSpec(a[f"{side}_y"], (f"{v}_y",), owner),
+            MessageSpec(a[f"{side}_lid"], (f"{v}_open",), lid_owner, lid),
+            MessageSpec(a[f"{side}_widen"], (f"{v}_widen",), owner),
+            MessageSpec(a[f"{side}_squint"], (f"{v}_squeeze",), owner),
+            # Babble's Brow is a brow lowerer: a squeeze pulls the brow down (it raises brows from Widen).
+            MessageSpec(a[f"{side}_brow"], (f"{v}_squeeze",), owner),
         ]
     return specs
 
 
-def values_babble(plan: TargetPlan, f: EyeFrame) -> tuple[float, ...]:
-    left, right = f.left, f.right
-    # Babble's Brow is a brow lowerer: a squeeze pulls the brow down (it raises brows from Widen).
-    return (
-        *(left.gaze_x, left.gaze_y, left.openness, left.widen, left.squeeze, left.squeeze),
-        *(right.gaze_x, right.gaze_y, right.openness, right.widen, right.squeeze, right.squeeze),
-    )
-
-
-class Mode(NamedTuple):
-    specs: Callable[[TargetPlan, FrameLayout], list[MessageSpec]]
-    values: Callable[[TargetPlan, EyeFrame], tuple[float, ...]]
-
-
-MODES: dict[str, Mode] = {
-    "v1": Mode(specs_v1, values_v1),
-    "v2": Mode(specs_v2, values_v2),
-    "native": Mode(specs_native, values_native),
-    "module": Mode(specs_module, values_module),
-    "babble": Mode(specs_babble, values_babble),
+MODES: dict[str, Callable[[TargetPlan, FrameLayout], list[MessageSpec]]] = {
+    "v1": specs_v1,
+    "v2": specs_v2,
+    "native": specs_native,
+    "module": specs_module,
+    "babble": specs_babble,
 }
 
 
@@ -286,11 +282,11 @@ def lid_closed(lid: int, frame: EyeFrame) -> bool | None:
 def compose(plan: TargetPlan, frame: EyeFrame) -> list[OscOut]:
     """Every message of `frame` for this target, whoever sends it (the reference; encoders do the same
     per layout without building these)."""
-    mode = MODES[plan.mode]
-    values = mode.values(plan, frame)
+    specs = MODES[plan.mode](plan, frame.layout)
+    values = compile_values(specs)(frame.left, frame.right)
     out: list[OscOut] = []
     at = 0
-    for spec in mode.specs(plan, frame.layout):
+    for spec in specs:
         out.append(OscOut(spec.address, values[at : at + spec.arg_count], spec.owner, lid_closed(spec.lid, frame)))
         at += spec.arg_count
     return out

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from app.config.models import TrackerPosition
-from app.osc.compose import EyeFrame
+from app.osc.compose import TWO_EYES, EyeFrame
 from app.osc.modes import TargetPlan
-from app.osc.output import TargetEncoder
+from app.osc.output import OpenSender, TargetEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +148,10 @@ class OscOutputs:
         self._targets: list[tuple[TargetPlan, TargetEncoder, TargetSocket]] = []
         self._hot: list[HotTarget] = []
         self._sockets: dict[int, TargetSocket] = {}
+        self._open: list[tuple[TargetSocket, OpenSender]] = []  # `open_targets`, built at first use
+        self._open_owner: TrackerPosition | None = None
+        self.follows_auto_port = False
+        self.blink_pending = False  # a lid was closed at the last update: only `send` sees it reopen
 
     @property
     def plans(self) -> list[TargetPlan]:
@@ -168,6 +172,10 @@ class OscOutputs:
             target.connect(self._endpoint(plan))
         self._targets = [(plan, TargetEncoder(plan), self._sockets[plan.index]) for plan in plans]
         self._hot = [(encoder, target, target.failed, plan.auto_port) for plan, encoder, target in self._targets]
+        self._open = []
+        self._open_owner = None
+        self.follows_auto_port = any(plan.auto_port for plan in plans)
+        self.blink_pending = False
 
     def _endpoint(self, plan: TargetPlan) -> Endpoint:
         if plan.auto_port and self._auto_port is not None:
@@ -187,7 +195,17 @@ class OscOutputs:
                 count = encoder.emit(frame, own, send, failed)
                 target.sent += count
                 sent += count
+        self.blink_pending = any(encoder.blink_pending for encoder, _, _, _ in self._hot)
         return sent
+
+    def open_targets(self, own: TrackerPosition) -> list[tuple[TargetSocket, OpenSender]]:
+        """Each target with its open sender for two-eye frames (`LayoutProgram.send_open`): for the usual
+        update, two fresh eyes both open, no mirror, no sync blink, no `blink_pending` and no auto port (the
+        caller checks and counts what was sent)."""
+        if own is not self._open_owner:
+            self._open = [(target, encoder.program(TWO_EYES, own).send_open) for encoder, target, _, _ in self._hot]
+            self._open_owner = own
+        return self._open
 
     def follow_auto_port(self, plan: TargetPlan, target: TargetSocket) -> None:
         target.connect(self._endpoint(plan))

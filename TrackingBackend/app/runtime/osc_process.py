@@ -19,9 +19,10 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from app.config.models import EtvrConfig, OscConfig, TrackerPosition
-from app.osc.compose import LEFT, RIGHT, STALE_AFTER_S, eye_values, frame_of
+from app.osc.compose import CLOSED_OPENNESS, LEFT, RIGHT, STALE_AFTER_S, eye_values, frame_of
 from app.osc.modes import resolve_targets
-from app.osc.sender import OscOutputs
+from app.osc.output import OpenSender
+from app.osc.sender import OscOutputs, TargetSocket
 from app.runtime.results import BOARD_VALUES, DOUBLE_BYTES, PACKED, ROW_WIDTH, ResultBoard, ResultRecord
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher
@@ -121,7 +122,10 @@ class ResultReader:
             return self._wait_connection(timeout_s)
         if not self._poller.poll(int(timeout_s * 1000)):
             return []
-        return self.records_in(os.read(self._fd, READ_CHUNK_BYTES))
+        data = os.read(self._fd, READ_CHUNK_BYTES)
+        if len(data) == FRAME_BYTES and not self._pending:  # the usual case, without a call more
+            return [RECORD_VALUES.unpack_from(data, FRAME_HEADER.size)]
+        return self.records_in(data)
 
     def records_in(self, data: bytes) -> list[RecordValues]:
         """The records in `data`, read from the pipe (with any piece left over from the last read)."""
@@ -169,6 +173,10 @@ class BoardEyeReader:
     def read(self) -> RecordValues | None:
         """The row's latest values, or None if it never posted (or kept changing while read)."""
         doubles, lock_at = self._doubles, self._lock_at
+        before = doubles[lock_at]
+        values = BOARD_RECORD_VALUES.unpack_from(self._bytes, self._values_at)
+        if before == doubles[lock_at] and int(before) % 2 == 0:  # the usual case: not being written
+            return None if before == 0 else values
         for _ in range(8):
             before = doubles[lock_at]
             values = BOARD_RECORD_VALUES.unpack_from(self._bytes, self._values_at)
@@ -212,7 +220,11 @@ def run_osc_loop(
     other_eyes = [
         (position is LEFT, BoardEyeReader(board, slot)) for position, slot in other_slots.items() if position in EYES
     ]
+    # The other eye of a two-eye setup: the usual update takes the fast path (see below).
+    partner = other_eyes[0][1] if own_is_eye and len(other_eyes) == 1 and other_eyes[0][0] != own_is_left else None
     mirror_eyes = sync_blink = False
+    fast = False
+    open_targets: list[tuple[TargetSocket, OpenSender]] = []
     while not should_stop():
         records = reader.wait(READ_TIMEOUT_S)
         now = time.monotonic()
@@ -224,8 +236,47 @@ def run_osc_loop(
                 if on_targets is not None:
                     on_targets(config)
                 outputs.configure(resolve_targets(config))
+                fast = partner is not None and not (mirror_eyes or sync_blink or outputs.follows_auto_port)
+                open_targets = outputs.open_targets(own_position) if fast else []
             if not outputs.plans:
                 continue
+            # The usual update: both eyes fresh, every value in range, both lids open, none reopening. Its
+            # frame would be `frame_of`'s TWO_EYES with the values as they are, so each target's open sender
+            # takes them directly (the general path below builds the frame; the same datagrams).
+            other = partner.read() if fast and partner is not None and not outputs.blink_pending else None
+            if other is not None:
+                _, _, own_ts, _, x, y, lid, dil, widen, squeeze = record
+                _, _, other_ts, _, o_x, o_y, o_lid, o_dil, o_widen, o_squeeze = other
+                if (
+                    now - own_ts <= STALE_AFTER_S
+                    and now - other_ts <= STALE_AFTER_S
+                    and -1.0 <= x <= 1.0
+                    and -1.0 <= y <= 1.0
+                    and CLOSED_OPENNESS < lid <= 1.0
+                    and 0.0 <= dil <= 1.0
+                    and 0.0 <= widen <= 1.0
+                    and 0.0 <= squeeze <= 1.0
+                    and -1.0 <= o_x <= 1.0
+                    and -1.0 <= o_y <= 1.0
+                    and CLOSED_OPENNESS < o_lid <= 1.0
+                    and 0.0 <= o_dil <= 1.0
+                    and 0.0 <= o_widen <= 1.0
+                    and 0.0 <= o_squeeze <= 1.0
+                ):
+                    sent = 0
+                    for target, send_open in open_targets:
+                        send = target.send_now
+                        if send is not None:
+                            count = send_open(
+                                send, target.failed, x, y, lid, dil, widen, squeeze,
+                                o_x, o_y, o_lid, o_dil, o_widen, o_squeeze,
+                            )  # fmt: skip
+                            target.sent += count
+                            sent += count
+                    if bench_prefix is not None and sent:
+                        _send_bench_latency(outputs, bench_prefix, record)
+                    updates += 1
+                    continue
             eyes = [(own_is_left, record)] if own_is_eye else []
             eyes += [(is_left, other) for is_left, eye in other_eyes if (other := eye.read()) is not None]
             left = right = None
@@ -242,15 +293,19 @@ def run_osc_loop(
                 continue
             sent = outputs.send(frame, own_position)
             if bench_prefix is not None and sent:
-                sequence, capture_ts, processed_ts, pupil_x = record[:EYE_VALUES_AT]
-                args = (int(sequence), capture_ts, time.monotonic(), pupil_x, processed_ts)
-                outputs.send_raw(bench_prefix + BENCH_LATENCY_ARGS.pack(*args))
+                _send_bench_latency(outputs, bench_prefix, record)
             updates += 1
         if now >= next_status_s:
             next_status_s = now + STATUS_EVERY_S
             if status.due(now, _state(updates)):
                 _publish(status, updates, outputs)
     _publish(status, updates, outputs)
+
+
+def _send_bench_latency(outputs: OscOutputs, prefix: bytes, record: RecordValues) -> None:
+    sequence, capture_ts, processed_ts, pupil_x = record[:EYE_VALUES_AT]
+    args = (int(sequence), capture_ts, time.monotonic(), pupil_x, processed_ts)
+    outputs.send_raw(prefix + BENCH_LATENCY_ARGS.pack(*args))
 
 
 def _state(updates: int) -> str:
