@@ -140,7 +140,7 @@ def _rim(
         cv2.remap(smooth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), np.float32
     )
     last = profiles.shape[1] - 1
-    first = np.argmax(profiles >= level, axis=1)
+    first = (profiles >= level).argmax(axis=1)
     crossing = first[:, None]
     # The crossing must be a real one, every sample a few pixels on iris-grey, and no glint next to it.
     outside = profiles[_ROWS[:, None], np.minimum(crossing + _IRIS_OFFSETS, last)]
@@ -148,7 +148,7 @@ def _rim(
     if glints is not None:
         near = cv2.remap(glints, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         ok &= ~near[_ROWS[:, None], np.minimum(np.maximum(crossing + _GLINT_OFFSETS, 0), last)].any(axis=1)
-    rays = np.flatnonzero(ok)
+    rays = ok.nonzero()[0]
     if len(rays) < RAY_MIN_POINTS:
         return None
     profiles, first = profiles[rays], first[rays]
@@ -173,7 +173,7 @@ def _steepest_rise_px(profiles: npt.NDArray[np.float32], crossing: npt.NDArray[n
     rows = np.arange(len(crossing))
     values = profiles[rows[:, None], index]
     slope = values[:, 1:] - values[:, :-1]  # slope[:, j] lies between samples index[:, j] and index[:, j + 1]
-    peak = np.argmax(slope[:, 1:-1], axis=1) + 1
+    peak = slope[:, 1:-1].argmax(axis=1) + 1
     left, mid, right = slope[rows, peak - 1], slope[rows, peak], slope[rows, peak + 1]
     curvature = left - 2.0 * mid + right
     peaked = curvature < 0  # else the rise is flat-topped: no sub-sample shift
