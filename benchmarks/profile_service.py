@@ -1,6 +1,6 @@
 """Profile the running service across all its processes with py-spy.
 
-`python build.py profile [--seconds N] [--rate HZ] [--format speedscope|flamegraph] [--idle] [--blocking]
+`python build.py profile [--seconds N] [--rate HZ] [--format speedscope|flamegraph] [--idle] [--waits] [--blocking]
 [--gil] [--out DIR]`
 
 Starts the service in demo mode (two virtual-eye trackers, tracking at once) on a free port with its own
@@ -142,6 +142,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--blocking", action="store_true", help="pause the processes while sampling (exact stacks)")
     parser.add_argument("--native", action="store_true", help="include native (C/C++) frames, e.g. inside OpenCV")
     parser.add_argument(
+        "--waits",
+        action="store_true",
+        help="keep the samples of waiting threads too (py-spy --idle): every process shows",
+    )
+    parser.add_argument(
         "--gil",
         action="store_true",
         help="only samples holding the GIL: waits never count as work (without --blocking py-spy can take a "
@@ -190,6 +195,8 @@ def main(argv: list[str]) -> int:
                 command.append("--nonblocking")
             if args.native:
                 command.append("--native")
+            if args.waits:
+                command.append("--idle")
             if args.gil:
                 command.append("--gil")
             print("+ " + " ".join(command), flush=True)

@@ -35,7 +35,8 @@ def test_quick_pipeline_benchmark_measures_the_whole_pipeline(
 
 @pytest.mark.skipif(py_spy_path() is None, reason="py-spy is not installed")
 def test_profile_command_records_every_worker(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = profile_main(["--seconds", "2", "--rate", "50", "--out", str(tmp_path)])
+    # With the waits kept every process has samples (a mostly idle main process may have no busy one in 2 s).
+    code = profile_main(["--seconds", "2", "--rate", "50", "--waits", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     if code != 0 and "ptrace" in captured.err:
         pytest.skip("py-spy has no ptrace rights here")
