@@ -28,6 +28,7 @@
     discovered: [],
     socketOpen: false,
     oscStale: false,
+    configPushes: 0, // config messages received; a reply to an older request must not undo a newer push
   };
 
   // -- helpers -------------------------------------------------------------------------------------------
@@ -100,10 +101,12 @@
   // -- saving changes ------------------------------------------------------------------------------------
 
   async function updateTracker(uuid, patch) {
+    const pushes = state.configPushes;
     try {
       const tracker = await api("POST", `etvr/config/tracker?uuid=${encodeURIComponent(uuid)}`, patch);
+      // A config pushed while the request was out is as new as this reply or newer (every change is pushed).
       const index = state.config.trackers.findIndex((t) => t.uuid === uuid);
-      if (index >= 0) state.config.trackers[index] = tracker;
+      if (index >= 0 && pushes === state.configPushes) state.config.trackers[index] = tracker;
       return true;
     } catch (error) {
       toast(`${trackerLabel(uuid)}: ${error.message}`, "bad");
@@ -114,8 +117,10 @@
   }
 
   async function updateConfig(patch) {
+    const pushes = state.configPushes;
     try {
-      state.config = await api("POST", "etvr/config", patch);
+      const config = await api("POST", "etvr/config", patch);
+      if (pushes === state.configPushes) state.config = config; // else a newer push is already shown
       renderAll();
       return true;
     } catch (error) {
@@ -813,6 +818,7 @@
   function handleMessage(message) {
     switch (message.type) {
       case "hello":
+        state.configPushes += 1;
         state.config = message.config;
         state.running = message.running;
         state.statuses = new Map(message.trackers.map((t) => [t.uuid, t]));
@@ -820,6 +826,7 @@
         renderAll();
         break;
       case "config":
+        state.configPushes += 1;
         state.config = message.config;
         renderTrackers();
         renderOsc();

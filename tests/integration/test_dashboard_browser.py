@@ -192,6 +192,43 @@ def test_changes_made_elsewhere_show_up(dashboard: Dashboard) -> None:
     expect(dashboard.page.locator("input.osc-sending-port")).to_have_value("9555")
 
 
+def test_a_late_reply_does_not_undo_a_newer_change(dashboard: Dashboard) -> None:
+    """The page once put a save's reply over the config pushed after it: the ROI test's reply reached a loaded
+    browser after `test_changes_made_elsewhere_show_up` had changed flip-x through the API, and flip-x showed
+    unchecked although it was saved checked. The reply here is held back on purpose until a newer change is
+    pushed; the page must keep showing the newer change."""
+    from playwright.sync_api import Route, expect
+
+    page, card, uuid = dashboard.page, dashboard.card(dashboard.left_uuid), dashboard.left_uuid
+    held: list[tuple[Route, Any]] = []
+
+    def hold(route: Route) -> None:
+        held.append((route, route.fetch()))  # the server applies the change now; the page hears of it later
+
+    page.route("**/etvr/config/tracker?uuid=*", hold)
+    try:
+        card.locator("details.settings").evaluate("el => { el.open = true; }")
+        flip_y = card.locator("input.flip-y")
+        assert not flip_y.is_checked()
+        flip_y.check()
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        assert held, "the page sent no save"
+        assert wait_until(lambda: dashboard.saved_tracker(uuid)["camera"]["flip_y_axis"] is True, 5.0)
+        newer = dashboard.service.post(f"/etvr/config/tracker?uuid={uuid}", json={"camera": {"rotation": 33}})
+        assert newer.status_code == 200
+        expect(card.locator("input.rotation")).to_have_value("33")
+        route, reply = held[0]
+        route.fulfill(response=reply)  # its body still says rotation 90
+        page.wait_for_timeout(500)
+        expect(card.locator("input.rotation")).to_have_value("33")
+        expect(flip_y).to_be_checked()
+    finally:
+        page.unroute("**/etvr/config/tracker?uuid=*")
+
+
 def test_osc_port_change_from_the_page_is_saved(dashboard: Dashboard) -> None:
     port = dashboard.page.locator("input.osc-sending-port")
     port.fill("9444")
