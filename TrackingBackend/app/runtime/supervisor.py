@@ -419,12 +419,14 @@ class Supervisor:
     def _on_event(self, kind: str, payload: Any) -> None:
         if kind == "calibration":
             uuid = payload["uuid"]
-            trackers = self.store.config.model_dump(mode="json")["trackers"]
-            for tracker in trackers:
-                if tracker["uuid"] == uuid:
-                    tracker["calibration"] = payload["calibration"]
             try:
-                self.store.update({"trackers": trackers})
+                # Read, change and write under the store's lock: an API change landing in between is kept.
+                with self.store.lock:
+                    trackers = self.store.config.model_dump(mode="json")["trackers"]
+                    for tracker in trackers:
+                        if tracker["uuid"] == uuid:
+                            tracker["calibration"] = payload["calibration"]
+                    self.store.update({"trackers": trackers})
             except Exception:
                 logger.exception("could not store the calibration of %s", uuid)
             else:
