@@ -176,8 +176,11 @@ def test_a_misbehaving_camera_leaves_the_api_and_the_other_tracker_unaffected(
                 started = time.perf_counter()
                 assert service.get("/etvr/trackers/status").status_code == 200
                 latencies.append(time.perf_counter() - started)
-            p99_ms = float(np.percentile(latencies, 99) * 1000)
-            assert p99_ms < 50.0, f"API p99 {p99_ms:.1f} ms under a misbehaving camera"
+            # An API held up by the camera would answer in seconds; the bounds leave room for a loaded CI host
+            # (a p99 bound of 50 ms failed once on a 2-core machine that was also training a model).
+            p50_ms, p99_ms = (float(v) * 1000 for v in np.percentile(latencies, [50, 99]))
+            assert p50_ms < 50.0, f"API p50 {p50_ms:.1f} ms under a misbehaving camera"
+            assert p99_ms < 250.0, f"API p99 {p99_ms:.1f} ms under a misbehaving camera"
             good = tracker("Good")
             assert float(good["fps"]) > 40, good  # type: ignore[arg-type]
             bad = tracker("Bad")
