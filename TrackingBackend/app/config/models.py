@@ -84,6 +84,12 @@ class AlgorithmConfig(StrictModel):
         description="Skip the pupil search on frames with nothing as dark as this user's pupil in them (a closed "
         "eye): cheaper, and no lash is taken for a pupil. While frames are skipped, every 10th is searched anyway.",
     )
+    closure_classifier: bool = Field(
+        True,
+        description="Also flag a blink when a small network trained on real near-IR eyes sees the eye closed or "
+        "closing (a closing eye can still show some pupil, which the lids alone read as mostly open). Off: the "
+        "blink flag comes from the lids alone.",
+    )
     blob: BlobConfig = Field(default_factory=BlobConfig)
     leap: LeapConfig = Field(default_factory=LeapConfig)
     hsf: HsfConfig = Field(default_factory=HsfConfig)

@@ -168,11 +168,12 @@ MIN_DILATION_RANGE = 0.1
 @dataclass(frozen=True, slots=True)
 class LidState:
     openness: float
-    blink: bool
+    blink: bool  # the lids are closed (hysteresis); the pipeline also flags closing eyes (app.tracking.eye_closure)
     dilation: float
     widen: float
     squeeze: float
     aperture_px: float
+    visibility: float = 0.0  # [0, 1], how plainly the pupil shows: confident, of its usual size and shape, dark
 
 
 @dataclass(frozen=True, slots=True)
@@ -831,7 +832,7 @@ class LidEstimator:
             # lower-lid reading), which trails the closing lids.
             self._blink = True
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
-        return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture)
+        return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility)
 
     def _note_upper_lid(self, y: float, lost: bool) -> None:
         """Keeps whether the upper lid was lost, with the pupil's height, and now and then the trust that follows.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from app.camera.base import GrayImage
 from app.config.models import CalibrationConfig, FilterConfig, TrackerConfig
 from app.tracking.calibration import GazeCalibrator, map_gaze, recentered
+from app.tracking.eye_closure import PLAIN_PUPIL, ClosingFlag, EyeClosureClassifier
 from app.tracking.filters import OneEuroFilter
 from app.tracking.openness import LidEstimator
 from app.tracking.pupil.gate import PupilGate
@@ -26,14 +27,19 @@ class _Filters:
 
 
 class EyePipeline:
-    """Stateful per-tracker pipeline. The tracker process owns one; tests and `analyze` call it directly."""
+    """Stateful per-tracker pipeline. The tracker process owns one; tests and `analyze` call it directly.
 
-    def __init__(self, config: TrackerConfig) -> None:
+    `closure_model`: the eye-closure classifier's weights (ONNX bytes) when not the shipped ones.
+    """
+
+    def __init__(self, config: TrackerConfig, closure_model: bytes | None = None) -> None:
         self.config = config
         self._pupils = PupilTracker(config.algorithm)
         self._gate = PupilGate()
         self.closed_eye_skips = 0  # frames the closed-eye gate kept from the pupil search
         self._lids = LidEstimator(config.algorithm.confidence_threshold)
+        self._closure = EyeClosureClassifier(closure_model)
+        self._closing = ClosingFlag()
         self._filters = _Filters(config.filter)
         self._calibrator = GazeCalibrator()
         self._calibration_update: CalibrationConfig | None = None
@@ -84,6 +90,17 @@ class EyePipeline:
         if gated:
             self._gate.learn(pupil)
         lids = self._lids.update(gray, pupil)
+        # Closed lids are a blink already (and hold the gaze, below); the classifier adds closing eyes. It is not run
+        # where its verdict could not count: on closed lids, or with the pupil plainly seen (most open-eye frames).
+        closure = 0.0
+        if (
+            self.config.algorithm.closure_classifier
+            and not lids.blink
+            and lids.visibility < PLAIN_PUPIL
+            and gray.size > 0
+        ):
+            closure = self._closure.closed_probability(gray)
+        blink = lids.blink or self._closing.update(closure, lids.visibility)
         norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
         if norm is not None:
             self._last_norm = norm
@@ -110,12 +127,13 @@ class EyePipeline:
             gaze_x=_clip(gaze_x, -1.0, 1.0),
             gaze_y=_clip(gaze_y, -1.0, 1.0),
             openness=_clip(f.apply(f.openness, lids.openness, ts)),
-            blink=lids.blink,
+            blink=blink,
             dilation=_clip(f.apply(f.dilation, lids.dilation, ts)),
             widen=_clip(f.apply(f.widen, lids.widen, ts)),
             squeeze=_clip(f.apply(f.squeeze, lids.squeeze, ts)),
             calibration_progress=progress,
             raw_openness=lids.openness,
+            closure=closure,
         )
 
 

@@ -44,3 +44,4 @@ class EyeResult:
     squeeze: float = 0.0  # [0, 1]
     calibration_progress: float = -1.0  # [0, 1] while calibrating, -1 otherwise
     raw_openness: float = 1.0  # [0, 1], openness before the One-Euro filter (what the blink flag uses)
+    closure: float = 0.0  # [0, 1], the eye-closure classifier's probability (0 when it did not run)

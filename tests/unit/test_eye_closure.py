@@ -1,0 +1,79 @@
+"""The eye-closure classifier (the shipped network, run by OpenCV) and its flag over time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.camera.virtual_eye import PRESETS, EyeState, render_eye
+from app.config.models import TrackerConfig
+from app.tracking.eye_closure import CLOSING_OFF, CLOSING_ON, ClosingFlag, EyeClosureClassifier
+from app.tracking.pipeline import EyePipeline
+
+# Seeds the training script does not render with (it uses 1234).
+SEEDS = (5, 6)
+
+
+def _frames(openness: float, preset: str, seed: int, count: int = 12) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for _ in range(count):
+        state = EyeState(
+            gaze_x=rng.uniform(-0.8, 0.8), gaze_y=rng.uniform(-0.8, 0.8), openness=openness, dilation=rng.uniform()
+        )
+        frames.append(render_eye(state, PRESETS[preset], rng)[0])
+    return frames
+
+
+@pytest.mark.parametrize("preset", ["default", "easy", "hard"])
+def test_the_shipped_network_tells_closed_from_open_eyes(preset: str) -> None:
+    classifier = EyeClosureClassifier()
+    for seed in SEEDS:
+        closed = [classifier.closed_probability(gray) for gray in _frames(0.05, preset, seed)]
+        closing = [classifier.closed_probability(gray) for gray in _frames(0.25, preset, seed)]
+        open_ = [classifier.closed_probability(gray) for gray in _frames(1.0, preset, seed)]
+        assert min(closed) >= 0.8, closed
+        assert np.median(closing) >= 0.7, closing
+        assert max(open_) <= 0.3, open_
+
+
+def test_any_frame_size_and_an_empty_frame() -> None:
+    classifier = EyeClosureClassifier()
+    gray = _frames(1.0, "default", 5, 1)[0]
+    for height, width in ((240, 240), (66, 146), (480, 640), (8, 8)):
+        resized = np.ascontiguousarray(np.resize(gray, (height, width)))
+        assert 0.0 <= classifier.closed_probability(resized) <= 1.0
+    flat = np.full((64, 64), 128, np.uint8)  # no contrast at all: no division by zero
+    assert 0.0 <= classifier.closed_probability(flat) <= 1.0
+    assert classifier.closed_probability(np.zeros((0, 0), np.uint8)) == 0.0
+
+
+def test_closing_flag_hysteresis() -> None:
+    flag = ClosingFlag()
+    between = (CLOSING_ON + CLOSING_OFF) / 2
+    assert not flag.update(between, 0.0)  # not on yet
+    assert flag.update(CLOSING_ON, 0.0)
+    assert flag.update(between, 0.0)  # stays on
+    assert not flag.update(CLOSING_OFF - 0.01, 0.0)
+    assert not flag.update(between, 0.0)
+
+
+def test_a_closing_eye_is_a_blink_and_the_switch_turns_it_off() -> None:
+    """Lids most of the way down over the pupil (openness 0.4): the lids alone flag a third of these frames (measured
+    9 of 25), the classifier all of them."""
+
+    def run(config: TrackerConfig) -> list[bool]:
+        pipeline = EyePipeline(config)
+        rng = np.random.default_rng(9)
+        flags = []
+        for index in range(150):
+            openness = 1.0 if index < 120 else 0.4
+            gray, _ = render_eye(EyeState(0.1, 0.0, openness, 0.5), PRESETS["default"], rng)
+            flags.append(pipeline.process(gray, index / 60.0).blink)
+        return flags
+
+    flags = run(TrackerConfig())
+    assert not any(flags[60:120])
+    assert sum(flags[125:]) >= 20
+    off = TrackerConfig.model_validate({"algorithm": {"closure_classifier": False}})
+    assert sum(run(off)[125:]) <= 15
