@@ -17,6 +17,7 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MEYE_DIR = SHARED_DATA / "meye-human-nir"
 CLIPS_DIR = SHARED_DATA / "etvr-toolbox-ir-videos"
 MEYE_AUDIT = Path(__file__).resolve().parent / "data" / "meye_blink_audit.csv"
+CLOSURE_FOLDS = Path(__file__).resolve().parent / "data" / "eye_closure_folds"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,12 @@ class MeyeFrame:
     def audited_blink_truth(self) -> bool:
         """The blink truth with the frames of benchmarks/data/meye_blink_audit.csv corrected."""
         return self.blink_truth if self.audited_blink is None else self.audited_blink
+
+
+def closure_fold_model(subject: int) -> bytes | None:
+    """The eye-closure classifier trained without MEYE `subject` (tools/train_eye_closure.py --folds), if present."""
+    path = CLOSURE_FOLDS / f"sub{subject}.onnx"
+    return path.read_bytes() if path.is_file() else None
 
 
 def load_meye_audit() -> dict[str, bool]:

@@ -4,7 +4,9 @@ Pupil centre error on MEYE (real near-IR eyes, hand-labelled masks: error agains
 frames with blink=1 or an empty mask left out), each algorithm alone on single frames and the default
 pipeline run per subject in file-name order (which also gives blink precision/recall/F1 against MEYE's
 blink truth, its blink flag or an empty pupil mask, and against our by-eye audit of it,
-benchmarks/data/meye_blink_audit.csv); the same on fixed-seed synthetic sets from the virtual eye (easy,
+benchmarks/data/meye_blink_audit.csv; the eye-closure classifier, trained on MEYE, scores each subject with
+the model of benchmarks/data/eye_closure_folds/ trained without that subject, and the lids alone are printed
+beside it); the same on fixed-seed synthetic sets from the virtual eye (easy,
 hard) with openness, widen and squeeze errors; frame-to-frame jitter and lost-track streaks on the
 unlabelled ETVR clips; and the dev-only reference detectors on the same frames when they are installed.
 """
@@ -24,7 +26,14 @@ from app.config.models import AlgorithmConfig, AlgorithmName, TrackerConfig
 from app.tracking.pipeline import EyePipeline
 from app.tracking.pupil.tracker import PupilTracker
 from benchmarks._accuracy_refs import reference_detectors
-from benchmarks._accuracy_sets import MEYE_DIR, clip_paths, load_meye, read_clip, synthetic_frames
+from benchmarks._accuracy_sets import (
+    MEYE_DIR,
+    clip_paths,
+    closure_fold_model,
+    load_meye,
+    read_clip,
+    synthetic_frames,
+)
 
 ALGORITHMS = [AlgorithmName.HSRAC, AlgorithmName.RANSAC, AlgorithmName.AHSF, AlgorithmName.HSF, AlgorithmName.BLOB]
 PIPELINE = "pipeline (default)"
@@ -119,14 +128,24 @@ def bench_meye(every: int, figures: dict[str, float]) -> None:
         print(scores.row(name.value))
     scores, held_out = Scores(), Scores()
     audited, audited_held_out = Scores(), Scores()
+    lids_alone, lids_alone_audited = Scores(), Scores()
     pipeline: EyePipeline | None = None
+    lids_only: EyePipeline | None = None
+    no_classifier = TrackerConfig.model_validate({"algorithm": {"closure_classifier": False}})
     subject = -1
+    unseen = True
     for index, frame in enumerate(frames):
-        if frame.subject != subject or pipeline is None:
-            pipeline, subject = EyePipeline(TrackerConfig()), frame.subject
+        if frame.subject != subject or pipeline is None or lids_only is None:
+            subject = frame.subject
+            fold = closure_fold_model(subject)
+            unseen = unseen and fold is not None
+            pipeline, lids_only = EyePipeline(TrackerConfig(), closure_model=fold), EyePipeline(no_classifier)
         start = time.perf_counter()
         result = pipeline.process(frame.gray, index / 30.0)
         scores.times_ms.append((time.perf_counter() - start) * 1e3)
+        lid_blink = lids_only.process(frame.gray, index / 30.0).blink
+        lids_alone.add_blink(lid_blink, frame.blink_truth)
+        lids_alone_audited.add_blink(lid_blink, frame.audited_blink_truth)
         scores.add_blink(result.blink, frame.blink_truth)
         audited.add_blink(result.blink, frame.audited_blink_truth)
         if frame.subject not in MEYE_TUNING_SUBJECTS:
@@ -141,6 +160,15 @@ def bench_meye(every: int, figures: dict[str, float]) -> None:
     print(scores.row(PIPELINE, blink=True) + "  (MEYE's flags)")
     print(held_out.row("  held-out subjects", blink=True) + "  (MEYE's flags)")
     print(f"  {'audited blink flags':22s} all: {audited.blink_text()}   held out: {audited_held_out.blink_text()}")
+    print(f"  {'lids alone (no classifier)':22s} {lids_alone.blink_text()}  audited: {lids_alone_audited.blink_text()}")
+    print(
+        "  (eye-closure classifier: "
+        + (
+            "each subject scored with the model trained without it, benchmarks/data/eye_closure_folds/)"
+            if unseen
+            else "fold models missing: the shipped model, which saw these subjects in training - not a held-out figure)"
+        )
+    )
     corrected = sum(frame.audited_blink is not None for frame in frames)
     print(
         f"  (tuned on subjects {sorted(MEYE_TUNING_SUBJECTS)}; held out: the rest. Blink truth = MEYE's blink flag or "
@@ -152,6 +180,7 @@ def bench_meye(every: int, figures: dict[str, float]) -> None:
     figures["meye_blink_f1_audited"] = audited.blink_f1()
     figures["meye_blink_f1_held_out"] = held_out.blink_f1()
     figures["meye_blink_f1_audited_held_out"] = audited_held_out.blink_f1()
+    figures["meye_blink_f1_lids_alone"] = lids_alone.blink_f1()
     for ref_name, ref in reference_detectors().items():
         if ref is None:
             print(f"  {ref_name:22s} not installed")
