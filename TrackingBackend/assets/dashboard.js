@@ -153,7 +153,8 @@
         "gaze-plot", "gaze-x", "gaze-y", "bar-openness", "bar-dilation", "bar-confidence", "val-openness",
         "val-dilation", "val-confidence", "calibrate", "recenter", "calib-progress", "calib-fill", "calib-status",
         "look-around", "capture-source", "discovered", "scan", "rotation", "rotation-slider", "flip-x", "flip-y",
-        "roi-text", "roi-reset", "algo-order", "algo-add", "closed-eye-gate", "calib-duration",
+        "roi-text", "roi-reset", "algo-order", "algo-add", "closed-eye-gate", "closure-classifier",
+        "calib-duration",
       ]) {
         this.el[name] = $(this.root, `.${name}`);
       }
@@ -208,6 +209,9 @@
       });
       el["closed-eye-gate"].addEventListener("change", (e) =>
         updateTracker(this.uuid, { algorithm: { closed_eye_gate: e.target.checked } }),
+      );
+      el["closure-classifier"].addEventListener("change", (e) =>
+        updateTracker(this.uuid, { algorithm: { closure_classifier: e.target.checked } }),
       );
       el["calib-duration"].addEventListener("change", (e) =>
         updateTracker(this.uuid, { calibration: { duration_s: Number(e.target.value) } }),
@@ -371,6 +375,7 @@
       el["roi-readout"].textContent = roi ? `ROI ${roiText}` : "";
       this.renderAlgorithms(tracker.algorithm.algorithm_order);
       setValue(el["closed-eye-gate"], tracker.algorithm.closed_eye_gate);
+      setValue(el["closure-classifier"], tracker.algorithm.closure_classifier);
       if (!el.calibrate.disabled && !el["calib-status"].classList.contains("done")) {
         el["calib-status"].textContent = tracker.calibration.calibrated ? "Calibrated" : "Not calibrated yet";
       }

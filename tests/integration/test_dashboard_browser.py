@@ -141,15 +141,14 @@ def test_rotation_change_is_saved_to_the_config_file(dashboard: Dashboard) -> No
     assert wait_until(lambda: dashboard.saved_tracker(dashboard.left_uuid)["camera"]["rotation"] == 90, 5.0)
 
 
-def test_closed_eye_gate_checkbox_is_saved(dashboard: Dashboard) -> None:
+@pytest.mark.parametrize("setting", ["closed_eye_gate", "closure_classifier"])
+def test_lid_checkboxes_are_saved(dashboard: Dashboard, setting: str) -> None:
     card = dashboard.card(dashboard.left_uuid)
     card.locator("details.settings").evaluate("el => { el.open = true; }")
-    gate = card.locator("input.closed-eye-gate")
-    assert gate.is_checked()  # on by default
-    gate.uncheck()
-    assert wait_until(
-        lambda: dashboard.saved_tracker(dashboard.left_uuid)["algorithm"]["closed_eye_gate"] is False, 5.0
-    )
+    checkbox = card.locator(f"input.{setting.replace('_', '-')}")
+    assert checkbox.is_checked()  # on by default
+    checkbox.uncheck()
+    assert wait_until(lambda: dashboard.saved_tracker(dashboard.left_uuid)["algorithm"][setting] is False, 5.0)
 
 
 def test_roi_drawn_with_the_mouse_is_saved(dashboard: Dashboard) -> None:
