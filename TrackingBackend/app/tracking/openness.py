@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import numpy.ma  # np.median imports it on its first call: 20-50 ms, at start-up rather than mid-tracking
 import numpy.typing as npt
 
 from app.tracking.results import PupilResult
