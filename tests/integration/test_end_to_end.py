@@ -59,6 +59,8 @@ def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -
             # How many frames the closed-eye gate kept from the pupil search (the virtual eye blinks now and then).
             skips = left["processes"]["tracker"]["closed_eye_skips"]
             assert isinstance(skips, int) and 0 <= skips < left["processes"]["tracker"]["frames_processed"]
+            short = left["processes"]["tracker"]["short_searches"]  # frames of a closing eye, searched briefly
+            assert isinstance(short, int) and 0 <= short < left["processes"]["tracker"]["frames_processed"]
 
     for address in (
         "/avatar/parameters/LeftEyeX",

@@ -124,6 +124,7 @@ def run_tracker_loop(
                 frames_skipped=reader.skipped,
                 frames_torn=reader.torn,
                 closed_eye_skips=holder.pipeline.closed_eye_skips,
+                short_searches=holder.pipeline.short_searches,
                 results_dropped=dropped_results,
                 latency_ms=round(out.latency_ms, 3),
                 calibration_progress=out.calibration_progress,

@@ -9,8 +9,12 @@ from app.tracking.eye_closure import PLAIN_PUPIL, ClosingFlag, EyeClosureClassif
 from app.tracking.filters import OneEuroFilter
 from app.tracking.openness import LidEstimator
 from app.tracking.pupil.gate import PupilGate
-from app.tracking.pupil.tracker import PupilTracker
+from app.tracking.pupil.tracker import MAX_REFINES_PER_FRAME, PupilTracker
 from app.tracking.results import EyeResult, PupilResult
+
+# A frame the classifier finds this surely closed or closing refines at most CLOSING_REFINES_PER_FRAME pupil candidates.
+CLOSING_SEARCH_PROBABILITY = 0.9
+CLOSING_REFINES_PER_FRAME = 2
 
 
 class _Filters:
@@ -37,9 +41,11 @@ class EyePipeline:
         self._pupils = PupilTracker(config.algorithm)
         self._gate = PupilGate()
         self.closed_eye_skips = 0  # frames the closed-eye gate kept from the pupil search
+        self.short_searches = 0  # frames searched with the smaller budget of a closing eye
         self._lids = LidEstimator(config.algorithm.confidence_threshold)
         self._closure = EyeClosureClassifier(closure_model)
         self._closing = ClosingFlag()
+        self._pupil_unclear = True  # the last frame's pupil was not plainly seen
         self._filters = _Filters(config.filter)
         self._calibrator = GazeCalibrator()
         self._calibration_update: CalibrationConfig | None = None
@@ -85,21 +91,27 @@ class EyePipeline:
         searched = gray.size > 0 and (not gated or self._gate.allows(gray))
         if gated and not searched:
             self.closed_eye_skips += 1
-        pupil = self._pupils.detect(gray) if searched else PupilResult.none()
+        classify = self.config.algorithm.closure_classifier and gray.size > 0
+        probability: float | None = None
+        refines = MAX_REFINES_PER_FRAME
+        if classify and searched and self._pupil_unclear:
+            # The pupil was not plainly seen last frame: if the eye is now plainly closing, a sliver of pupil under
+            # the lids must not get every candidate refined (10-20 ms a frame, the pipeline's slowest frames).
+            probability = self._closure.closed_probability(gray)
+            if probability >= CLOSING_SEARCH_PROBABILITY:
+                refines = CLOSING_REFINES_PER_FRAME
+                self.short_searches += 1
+        pupil = self._pupils.detect(gray, refines) if searched else PupilResult.none()
         found = pupil.confidence >= self.config.algorithm.confidence_threshold
         if gated:
             self._gate.learn(pupil)
         lids = self._lids.update(gray, pupil)
-        # Closed lids are a blink already (and hold the gaze, below); the classifier adds closing eyes. It is not run
-        # where its verdict could not count: on closed lids, or with the pupil plainly seen (most open-eye frames).
+        self._pupil_unclear = lids.visibility < PLAIN_PUPIL
+        # Closed lids are a blink already (and hold the gaze, below); the classifier adds closing eyes. Its verdict
+        # does not count on closed lids or with the pupil plainly seen (most open-eye frames): it is not run there.
         closure = 0.0
-        if (
-            self.config.algorithm.closure_classifier
-            and not lids.blink
-            and lids.visibility < PLAIN_PUPIL
-            and gray.size > 0
-        ):
-            closure = self._closure.closed_probability(gray)
+        if classify and not lids.blink and self._pupil_unclear:
+            closure = self._closure.closed_probability(gray) if probability is None else probability
         blink = lids.blink or self._closing.update(closure, lids.visibility)
         norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
         if norm is not None:

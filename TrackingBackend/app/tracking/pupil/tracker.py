@@ -84,11 +84,12 @@ class PupilTracker:
     def reset(self) -> None:
         self._last = None
 
-    def detect(self, gray: GrayU8) -> PupilResult:
+    def detect(self, gray: GrayU8, max_refines: int = MAX_REFINES_PER_FRAME) -> PupilResult:
+        """The best pupil of the algorithms in order, refining at most `max_refines` candidates in all."""
         threshold = self.config.confidence_threshold
         best = PupilResult.none()
         candidates: dict[bool, list[Candidate]] = {}
-        self._refines_left = MAX_REFINES_PER_FRAME
+        self._refines_left = max_refines
         for name in self.config.algorithm_order:
             if name in UNAVAILABLE_ALGORITHMS:
                 continue
