@@ -104,3 +104,20 @@ def test_the_refinement_budget_bounds_the_search() -> None:
     tracker = PupilTracker(AlgorithmConfig.model_validate({"algorithm_order": ["HSRAC"]}))
     assert tracker.detect(gray, max_refines=0).confidence == 0.0
     assert tracker.detect(gray, max_refines=1).confidence >= 0.9
+
+
+def test_the_network_keeps_a_closing_eye_from_reading_open() -> None:
+    """Lids held most of the way down (openness 0.4): the lids alone now and then read the eye well open when a
+    shape on the lids passes for a pupil (measured up to 0.74); the network's certainty caps openness at 0.4."""
+
+    def raw_openness(config: TrackerConfig) -> list[float]:
+        pipeline = EyePipeline(config)
+        rng = np.random.default_rng(9)
+        out = []
+        for index in range(150):
+            gray, _ = render_eye(EyeState(0.1, 0.0, 1.0 if index < 120 else 0.4, 0.5), PRESETS["default"], rng)
+            out.append(pipeline.process(gray, index / 60.0).raw_openness)
+        return out[125:]
+
+    assert max(raw_openness(TrackerConfig())) <= 0.41
+    assert max(raw_openness(TrackerConfig.model_validate({"algorithm": {"closure_classifier": False}}))) >= 0.6
