@@ -121,3 +121,14 @@ def test_the_network_keeps_a_closing_eye_from_reading_open() -> None:
 
     assert max(raw_openness(TrackerConfig())) <= 0.41
     assert max(raw_openness(TrackerConfig.model_validate({"algorithm": {"closure_classifier": False}}))) >= 0.6
+
+
+def test_a_network_that_cannot_load_leaves_blinks_to_the_lids() -> None:
+    classifier = EyeClosureClassifier(b"this is not an ONNX file")
+    assert "could not be loaded" in classifier.problem
+    assert classifier.closed_probability(_frames(0.05, "default", 5, 1)[0]) == 0.0
+    pipeline = EyePipeline(TrackerConfig(), closure_model=b"broken")
+    assert "lids alone" in pipeline.closure_problem
+    result = pipeline.process(_frames(1.0, "default", 5, 1)[0], 0.0)
+    assert result.pupil.confidence >= 0.9 and result.closure == 0.0
+    assert EyePipeline(TrackerConfig()).closure_problem == ""

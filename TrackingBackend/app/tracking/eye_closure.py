@@ -33,14 +33,24 @@ def shipped_model() -> bytes:
 
 
 class EyeClosureClassifier:
-    """`closed_probability(gray)`: the probability in [0, 1] that the eye in `gray` is closed or closing."""
+    """`closed_probability(gray)`: the probability in [0, 1] that the eye in `gray` is closed or closing.
+
+    A network that cannot be loaded (a damaged install) is not fatal: `problem` says why, and every probability is
+    0, so blinks come from the lids alone.
+    """
 
     def __init__(self, model: bytes | None = None) -> None:
-        weights = np.frombuffer(shipped_model() if model is None else model, np.uint8)
-        self._net = cv2.dnn.readNetFromONNX(weights)
+        self.problem = ""
+        self._net: cv2.dnn.Net | None = None
+        try:
+            weights = np.frombuffer(shipped_model() if model is None else model, np.uint8)
+            self._net = cv2.dnn.readNetFromONNX(weights)
+        except (OSError, cv2.error) as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            self.problem = f"the eye-closure network could not be loaded ({reason}): blinks come from the lids alone"
 
     def closed_probability(self, gray: npt.NDArray[np.uint8]) -> float:
-        if gray.size == 0:
+        if gray.size == 0 or self._net is None:
             return 0.0
         small = cv2.resize(gray, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
         mean, std = cv2.meanStdDev(small)

@@ -58,6 +58,11 @@ class EyePipeline:
         self._last_gaze = (0.0, 0.0)
 
     @property
+    def closure_problem(self) -> str:
+        """Why the eye-closure network is not running, or "" (see app.tracking.eye_closure)."""
+        return self._closure.problem if self.config.algorithm.closure_classifier else ""
+
+    @property
     def unavailable_algorithms(self) -> list[str]:
         """Configured algorithms that cannot run here (LEAP: no model bundled); they are skipped."""
         return list(self._pupils.unavailable_algorithms)
