@@ -51,11 +51,11 @@ def test_any_frame_size_and_an_empty_frame() -> None:
 def test_closing_flag_hysteresis() -> None:
     flag = ClosingFlag()
     between = (CLOSING_ON + CLOSING_OFF) / 2
-    assert not flag.update(between, 0.0)  # not on yet
-    assert flag.update(CLOSING_ON, 0.0)
-    assert flag.update(between, 0.0)  # stays on
-    assert not flag.update(CLOSING_OFF - 0.01, 0.0)
-    assert not flag.update(between, 0.0)
+    assert not flag.update(between)  # not on yet
+    assert flag.update(CLOSING_ON)
+    assert flag.update(between)  # stays on
+    assert not flag.update(CLOSING_OFF - 0.01)
+    assert not flag.update(between)
 
 
 def test_a_closing_eye_is_a_blink_and_the_switch_turns_it_off() -> None:

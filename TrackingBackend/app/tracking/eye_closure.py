@@ -3,7 +3,7 @@
 The lids' geometry (app.tracking.openness) tells a closed eye well, but a closing or squeezed-shut eye with
 some pupil still showing reads as mostly open there, and MEYE's hand-made blink flags count exactly those
 frames as blinks. A small network trained on those flags (tools/train_eye_closure.py: 4 conv layers, about
-15k weights, 32x32 input) reads them from the whole frame; OpenCV's DNN module runs it in about 50 us.
+15k weights, 32x32 input) reads them from the whole frame; OpenCV's DNN module runs it in 50-100 us.
 
 The frame is squeezed to INPUT_PX square (area average) and normalised to zero mean and unit contrast, as in
 training. The network's file ships with the package (models/eye_closure.onnx); a test or the benchmark can
@@ -63,23 +63,21 @@ class EyeClosureClassifier:
 
 
 # The classifier's flag turns on at CLOSING_ON and off under CLOSING_OFF; a pupil shown at least PLAIN_PUPIL plainly
-# (app.tracking.openness: confident, of its usual size and shape, dark) overrules it. Chosen on MEYE's held-out
-# folds (0.7 to 0.8 on and 0.5 to 0.6 off score within 0.01 of F1 of each other): 0.8 keeps a lid held half way
-# (openness 0.5, the edge of "closing") mostly unflagged, the hysteresis keeps a steady eye from flickering, and a
-# plainly seen pupil vetoes (0.005 of F1 on MEYE; it keeps wide-open eyes of real VR clips unflagged).
+# (app.tracking.openness: confident, of its usual size and shape, dark) overrules it (the pipeline does not even run
+# the network then). Chosen on MEYE's held-out folds (0.7 to 0.8 on and 0.5 to 0.6 off score within 0.01 of F1 of
+# each other): 0.8 keeps a lid held half way (openness 0.5, the edge of "closing") mostly unflagged, the hysteresis
+# keeps a steady eye from flickering, and the veto costs 0.005 of F1 on MEYE and keeps wide-open eyes of real VR
+# clips unflagged.
 CLOSING_ON, CLOSING_OFF = 0.8, 0.6
 PLAIN_PUPIL = 0.95
 
 
 class ClosingFlag:
-    """The classifier's closed-or-closing verdict over time: hysteresis, and a plainly seen pupil overrules it."""
+    """The classifier's closed-or-closing verdict over time, with hysteresis."""
 
     def __init__(self) -> None:
         self._on = False
 
-    def update(self, probability: float, pupil_visibility: float) -> bool:
+    def update(self, probability: float) -> bool:
         self._on = probability >= (CLOSING_OFF if self._on else CLOSING_ON)
-        return self._on and pupil_visibility < PLAIN_PUPIL
-
-    def reset(self) -> None:
-        self._on = False
+        return self._on

@@ -117,12 +117,12 @@ class EyePipeline:
             self._gate.learn(pupil)
         lids = self._lids.update(gray, pupil)
         self._pupil_unclear = lids.visibility < PLAIN_PUPIL
-        # Closed lids are a blink already (and hold the gaze, below); the classifier adds closing eyes. Its verdict
-        # does not count on closed lids or with the pupil plainly seen (most open-eye frames): it is not run there.
+        # Closed lids are a blink already (and hold the gaze, below); the classifier adds closing eyes. A plainly seen
+        # pupil overrules it (most open-eye frames), and on closed lids it has nothing to add: it is not run there.
         closure = 0.0
         if classify and not lids.blink and self._pupil_unclear:
             closure = self._closure.closed_probability(gray) if probability is None else probability
-        blink = lids.blink or self._closing.update(closure, lids.visibility)
+        blink = lids.blink or self._closing.update(closure)
         # Some pupil still shows in a closing eye, and the lids then read it mostly open: the network's certainty caps
         # openness, at 1 - CLOSING_OPENNESS_DROP when sure (it learnt "closing" as under 0.4 open).
         openness = min(lids.openness, 1.0 - CLOSING_OPENNESS_DROP * closure)
