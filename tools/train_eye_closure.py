@@ -25,7 +25,6 @@ Deterministic for a given torch version (seeded, one thread).
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import sys
 import time
@@ -37,11 +36,13 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "TrackingBackend"))
+sys.path[:0] = [str(ROOT / "TrackingBackend"), str(ROOT)]
+
+from benchmarks._accuracy_sets import MEYE_DIR  # noqa: E402
+from benchmarks._accuracy_sets import load_meye as benchmark_frames  # noqa: E402
 
 from app.tracking.eye_closure import INPUT_PX  # noqa: E402  (after the path is set)
 
-MEYE_DIR = ROOT.parent / "shared" / "data" / "meye-human-nir"
 PRODUCT_MODEL = ROOT / "TrackingBackend" / "app" / "tracking" / "models" / "eye_closure.onnx"
 FOLDS_DIR = ROOT / "benchmarks" / "data" / "eye_closure_folds"
 SOURCE_PX = 2 * INPUT_PX  # augmentation samples at twice the input size, then area-averages down
@@ -81,20 +82,11 @@ class EyeClosureNet(nn.Sequential):
 
 
 def load_meye() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Images (SOURCE_PX square, uint8), blink truth (0/1), subject, in (subject, file name) order."""
-    with (MEYE_DIR / "annotations_human_subset.csv").open() as handle:
-        subjects = {row["filename"]: int(row["sub"]) for row in csv.DictReader(handle)}
-    with (MEYE_DIR / "pupil_from_masks.csv").open() as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda r: (subjects[r["filename"]], r["filename"]))
-    images, truth, subject = [], [], []
-    for row in rows:
-        gray = cv2.imread(str(MEYE_DIR / "images" / row["filename"]), cv2.IMREAD_GRAYSCALE)
-        if gray is None:
-            continue
-        images.append(cv2.resize(gray, (SOURCE_PX, SOURCE_PX), interpolation=cv2.INTER_AREA))
-        truth.append(int(row["blink"] == "1" or float(row["centroid_x"]) < 0))
-        subject.append(subjects[row["filename"]])
-    return np.array(images), np.array(truth), np.array(subject)
+    """Images (SOURCE_PX square, uint8), blink truth (0/1), subject, in (subject, file name) order: the frames
+    and the blink truth the accuracy benchmark scores (benchmarks/_accuracy_sets.py)."""
+    frames = benchmark_frames()
+    images = [cv2.resize(f.gray, (SOURCE_PX, SOURCE_PX), interpolation=cv2.INTER_AREA) for f in frames]
+    return np.array(images), np.array([int(f.blink_truth) for f in frames]), np.array([f.subject for f in frames])
 
 
 def render_synthetic() -> tuple[np.ndarray, np.ndarray]:

@@ -43,5 +43,5 @@ class EyeResult:
     widen: float = 0.0  # [0, 1]
     squeeze: float = 0.0  # [0, 1]
     calibration_progress: float = -1.0  # [0, 1] while calibrating, -1 otherwise
-    raw_openness: float = 1.0  # [0, 1], openness before the One-Euro filter (what the blink flag uses)
+    raw_openness: float = 1.0  # [0, 1], openness before the One-Euro filter
     closure: float = 0.0  # [0, 1], the eye-closure classifier's probability (0 when it did not run)
