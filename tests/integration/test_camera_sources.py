@@ -329,11 +329,13 @@ def test_video_file_loops_unpaced(video_path: Path, track: Tracker) -> None:
     assert [frame_index_of(f.gray) for f in frames] == [i % 10 for i in range(25)]
     assert frames[0].gray.shape == (VIDEO_SIZE[1], VIDEO_SIZE[0]) and frames[0].gray.dtype.name == "uint8"
     assert source.loops == 2 and source.counters.decoded == 25
+    assert source.waits_for_reader, "unpaced: the camera process hands frames out as the tracker takes them"
 
 
 def test_video_file_paced_at_its_own_fps(video_path: Path, track: Tracker) -> None:
     source = track(VideoFileSource(video_path, paced=True))
     source.open()
+    assert not source.waits_for_reader
     assert source.read(1.0) is not None
     assert source.read(0.001) is None  # the next frame is due 20 ms after the first
     frames = _read_frames(source, 16)

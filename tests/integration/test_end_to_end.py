@@ -88,3 +88,31 @@ def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -
     assert correlation("/avatar/parameters/LeftEyeX", "gaze_x") > 0.9
     assert correlation("/avatar/parameters/RightEyeX", "gaze_x", "r") > 0.9
     assert correlation("/avatar/parameters/EyesY", "gaze_y") > 0.9
+
+
+def test_an_unthrottled_virtual_eye_makes_frames_only_as_the_tracker_takes_them(tmp_path: Path) -> None:
+    def counters(service: Service) -> dict[str, int]:
+        processes = service.get("/etvr/trackers/status").json()[0]["processes"]
+        camera, tracker = processes["camera"], processes["tracker"]
+        names = {"sent": camera.get("frames_sent"), "timeouts": camera.get("reader_waits_timed_out")}
+        names |= {"processed": tracker.get("frames_processed"), "skipped": tracker.get("frames_skipped")}
+        return {key: value if isinstance(value, int) else 0 for key, value in names.items()}
+
+    with Service(tmp_path / "tracker-config.json") as service:
+        source = {"capture_source": "virtual:unthrottled"}
+        config = {"trackers": [{"name": "Left Eye", "tracker_position": "LEFT_EYE", "camera": source}]}
+        assert service.post("/etvr/config", json=config).status_code == 200
+        assert service.get("/etvr/start").json() is True
+        deadline = time.monotonic() + 20.0
+        while counters(service)["processed"] < 100 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # Counted from a running start: frames made while the tracker process was still starting do not count.
+        first = counters(service)
+        time.sleep(2.0)
+        last = counters(service)
+    delta = {key: last[key] - first[key] for key in first}
+    print("over 2 s:", delta)
+    assert delta["processed"] >= 200, "the tracker ran"
+    # Without the wait the camera made ~10x the frames the tracker took, and the tracker skipped 90 % of them.
+    assert delta["skipped"] <= 0.02 * delta["processed"], "frames were made only to be skipped"
+    assert delta["timeouts"] == 0, "the tracker took every frame within the wait"

@@ -250,3 +250,38 @@ def test_reader_raises_eof_when_every_writer_end_is_closed() -> None:
     tx.close()
     with pytest.raises(EOFError):
         reader.read_newest(0.1)
+
+
+def test_writer_waits_until_the_reader_took_its_frame() -> None:
+    rx, tx = Pipe(duplex=False)
+    store = MemoryFrameStore(slots=4, max_frame_bytes=32 * 24)
+    writer, reader = FrameWriter(store, tx), FrameReader(store, rx)
+    writer.write(frame(1), capture_ts=0.0)
+    assert writer.wait_taken(0.02) is False, "nobody read it: the wait gives up"
+    assert writer.unwaited == 1
+    assert reader.read_newest(0.1) is not None
+    assert writer.wait_taken(0.0) is True, "taken: no wait at all"
+
+    writer.write(frame(2), capture_ts=0.0)
+    read_after_s = 0.05
+    threading.Timer(read_after_s, reader.read_newest, (0.1,)).start()
+    started = time.monotonic()
+    assert writer.wait_taken(2.0) is True
+    assert read_after_s * 0.8 <= time.monotonic() - started < 1.0
+    assert writer.unwaited == 1
+
+
+def test_a_newer_take_also_ends_the_wait_and_a_restarted_writer_waits_again() -> None:
+    rx, tx = Pipe(duplex=False)
+    store = MemoryFrameStore(slots=4, max_frame_bytes=32 * 24)
+    writer, reader = FrameWriter(store, tx), FrameReader(store, rx)
+    for value in range(5):
+        writer.write(frame(value), capture_ts=0.0)
+    got = reader.read_newest(0.1)
+    assert got is not None and got[0].sequence == 5
+    assert writer.wait_taken(0.0) is True
+    # A camera process restarted counts from 0 again: the reader's old take must not end its waits.
+    restarted = FrameWriter(store, tx)
+    restarted.write(frame(9), capture_ts=0.0)
+    assert restarted.wait_taken(0.01) is False
+    assert reader.read_newest(0.1) is not None and restarted.wait_taken(0.0) is True

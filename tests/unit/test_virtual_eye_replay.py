@@ -93,3 +93,13 @@ def test_only_the_pipeline_benchmark_presets_replay() -> None:
         clock.now_s = script_time_s
         gaze_x.append(_read(source)[1].state.gaze_x)
     assert gaze_x == [-0.5, 0.5, -0.5, 0.5]
+
+
+def test_only_a_source_without_a_clock_of_its_own_waits_for_the_reader() -> None:
+    from app.camera.factory import make_source
+
+    assert make_source("virtual:unthrottled").waits_for_reader, "faster than any camera: paced by the tracker"
+    assert not make_source("virtual:bench90").waits_for_reader, "a 90 fps camera keeps its own time"
+    assert not make_source("virtual").waits_for_reader
+    assert VirtualEyeSource("bench90", paced=False).waits_for_reader
+    assert not make_source("http://127.0.0.1:9/stream").waits_for_reader

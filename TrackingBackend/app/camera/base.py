@@ -36,9 +36,14 @@ class SourceCounters:
 
 
 class FrameSource(Protocol):
-    """Opened by the camera process; `read` blocks at most `timeout_s` and returns None on timeout."""
+    """Opened by the camera process; `read` blocks at most `timeout_s` and returns None on timeout.
+
+    `waits_for_reader`: the source has no clock of its own (it makes frames as fast as asked), so the camera
+    process hands it the next read only once the tracker took the last frame (see app.runtime.frames).
+    """
 
     counters: SourceCounters
+    waits_for_reader: bool
 
     def open(self) -> None: ...
 

@@ -174,6 +174,7 @@ class MjpegHttpSource:
         self._max_drain_bytes = MIN_DRAIN_BYTES
         self.mdns_interfaces = mdns_interfaces
         self.counters = SourceCounters()
+        self.waits_for_reader = False  # a camera keeps its own time
         self.dropped_stale = 0  # complete frames skipped because a newer one was already there
         self.last_device_ts_s: float | None = None  # X-Timestamp of the last delivered frame (camera clock)
         self._sock: socket.socket | None = None

@@ -45,6 +45,7 @@ class OpenIrisSerialSource:
         self.baud = baud if baud > 0 else default_baud()
         self.stall_timeout_s = stall_timeout_s
         self.counters = SourceCounters()
+        self.waits_for_reader = False  # a camera keeps its own time
         self.dropped_stale = 0  # complete frames skipped because a newer one was already there
         self.parser = OpenIrisFrameParser()
         self._serial: serial.Serial | None = None

@@ -42,6 +42,7 @@ class UvcSource:
         self.device: int | str = index_or_path
         self.backends = backends if backends is not None else platform_backends()
         self.counters = SourceCounters()
+        self.waits_for_reader = False  # a camera keeps its own time
         self.mode = ""  # the mode the camera actually runs, e.g. "MJPG 240x240 @ 60 fps"
         self._capture: cv2.VideoCapture | None = None
 

@@ -46,6 +46,7 @@ class VideoFileSource:
         self.paced = paced
         self.loop = loop
         self.counters = SourceCounters()
+        self.waits_for_reader = not paced
         self.fps = DEFAULT_FPS
         self.frame_count = 0  # as the container reports it (may be 0 or approximate)
         self.loops = 0  # how many times the file wrapped around

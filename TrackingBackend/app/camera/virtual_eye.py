@@ -921,6 +921,8 @@ class _Pacing:
 # `bench pipeline` measures the pipeline. Each frame is exactly what render_eye gives for its script time;
 # the loop is kept as the JPEGs the renderer makes anyway (~10 kB a frame), decoded on delivery as a
 # camera's frames are.
+# Above this rate the virtual eye stands for no camera: it makes frames as fast as the tracker takes them.
+MAX_CAMERA_FPS = 1000.0
 REPLAYED_PRESETS = frozenset({"bench60", "bench90", "bench120", "unthrottled"})
 REPLAY_LOOP_S = 4.0
 REPLAY_MAX_FPS = 120.0  # script-time step of the loop for faster presets (unthrottled): 480 frames at most
@@ -988,6 +990,8 @@ class VirtualEyeSource:
         self.seed = seed
         self.paced = paced
         self.counters = SourceCounters()
+        # Unpaced, or faster than any camera (the `unthrottled` preset): no clock of its own.
+        self.waits_for_reader = not paced or self.fps > MAX_CAMERA_FPS
         self._clock = clock
         self._sleep = sleep
         self._script = _script_for(self.preset, seed)

@@ -12,6 +12,9 @@ through a backlog:
   the writer skips that slot, so a writer that laps the ring does not overwrite the frame being read.
 - A seqlock stays as the safety net (the writer marks a slot -1 while writing it): a frame that changed
   while being copied is counted as torn and the reader takes the next newest one within its timeout.
+- The reader also notes in the control block the sequence it last took. A source with no clock of its own
+  (the virtual eye unthrottled, a video file unpaced) waits for it before making the next frame
+  (`FrameWriter.wait_taken`): it makes no frame only to be skipped, and leaves the CPU to the tracker.
 
 Pipes rather than `multiprocessing.Queue`: a queue's internal lock stays held forever when a process is
 killed while waiting on it, which deadlocks the restarted process. A pipe end has no lock.
@@ -43,6 +46,10 @@ DRAIN_READ_BYTES = (65536 // WIRE_RECORD_BYTES) * WIRE_RECORD_BYTES
 SLOT_HEADER = struct.Struct("<qIII")  # sequence (-1 while writing), height, width, channels
 SLOT_HEADER_BYTES = 64  # keep pixel data cache-line aligned
 CONTROL = struct.Struct("<q")  # the slot the reader is copying, -1 when none
+TAKEN = struct.Struct("<q")  # the sequence of the frame the reader last took, right after CONTROL
+TAKEN_OFFSET = CONTROL.size
+# A writer waiting for the reader looks this often: a few looks per frame at the fastest tracker's rate.
+TAKEN_POLL_S = 0.0002
 CONTROL_BYTES = 64
 NO_SLOT = -1
 DEFAULT_SLOTS = 4
@@ -108,6 +115,7 @@ class _RingLayout:
         ]
         if initialise:
             CONTROL.pack_into(buffer, 0, NO_SLOT)
+            TAKEN.pack_into(buffer, TAKEN_OFFSET, 0)
             for slot in range(slots):
                 SLOT_HEADER.pack_into(buffer, self.slot_offset(slot), -1, 0, 0, 0)
 
@@ -185,7 +193,10 @@ class FrameWriter:
         self.sequence = start_sequence
         self.dropped = 0  # records the pipe refused (reader gone or far behind)
         self.held_skips = 0  # times the next slot was the one the reader was copying, so it was skipped
+        self.unwaited = 0  # waits for the reader that timed out (no reader, or a stuck one)
         make_nonblocking(conn)
+        # A restarted writer counts from start_sequence again: the reader's last take is from before.
+        TAKEN.pack_into(store.buffer, TAKEN_OFFSET, start_sequence)
 
     def write(self, image: npt.NDArray[np.uint8], capture_ts: float) -> int:
         """Copy a gray (H x W) or colour (H x W x C) uint8 image into the next slot and announce it."""
@@ -216,6 +227,18 @@ class FrameWriter:
         except BlockingIOError:
             self.dropped += 1
         return self.sequence
+
+    def wait_taken(self, timeout_s: float) -> bool:
+        """Wait until the reader took the last frame written (or a newer one); False after `timeout_s` (no
+        reader, or one that is stuck: the caller goes on, so a dead tracker never stalls the camera)."""
+        buffer = self._store.buffer
+        deadline = time.monotonic() + timeout_s
+        while TAKEN.unpack_from(buffer, TAKEN_OFFSET)[0] < self.sequence:
+            if time.monotonic() >= deadline:
+                self.unwaited += 1
+                return False
+            time.sleep(TAKEN_POLL_S)
+        return True
 
 
 class FrameReader:
@@ -330,6 +353,7 @@ class FrameReader:
             if SLOT_HEADER.unpack_from(buffer, header_at)[0] != record.sequence:
                 self.torn += 1
                 return None
+            TAKEN.pack_into(buffer, TAKEN_OFFSET, record.sequence)
         finally:
             CONTROL.pack_into(buffer, 0, NO_SLOT)
         return record, out.reshape(record.shape)
