@@ -96,7 +96,7 @@ def test_an_unthrottled_virtual_eye_makes_frames_only_as_the_tracker_takes_them(
         camera, tracker = processes["camera"], processes["tracker"]
         names = {"sent": camera.get("frames_sent"), "timeouts": camera.get("reader_waits_timed_out")}
         names |= {"processed": tracker.get("frames_processed"), "skipped": tracker.get("frames_skipped")}
-        return {key: value if isinstance(value, int) else 0 for key, value in names.items()}
+        return {key: value if isinstance(value, int) else -1 for key, value in names.items()}
 
     with Service(tmp_path / "tracker-config.json") as service:
         source = {"capture_source": "virtual:unthrottled"}
@@ -110,6 +110,7 @@ def test_an_unthrottled_virtual_eye_makes_frames_only_as_the_tracker_takes_them(
         first = counters(service)
         time.sleep(2.0)
         last = counters(service)
+    assert min(first.values()) >= 0 and min(last.values()) >= 0, f"counters missing from the status: {last}"
     delta = {key: last[key] - first[key] for key in first}
     print("over 2 s:", delta)
     assert delta["processed"] >= 200, "the tracker ran"
