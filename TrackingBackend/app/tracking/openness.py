@@ -197,7 +197,7 @@ class LidEdges:
 
     @property
     def measured(self) -> bool:
-        return not (self.upper_censored or self.lower_censored or np.isnan(self.upper_y) or np.isnan(self.lower_y))
+        return not (self.upper_censored or self.lower_censored or math.isnan(self.upper_y) or math.isnan(self.lower_y))
 
 
 def _lower_measured(edges: LidEdges) -> bool:
@@ -288,14 +288,14 @@ def measure_lids(
         lower = float("nan")
     if iris_half_height_px is None:
         return LidEdges(upper, lower)
-    if np.isnan(upper) or np.isnan(lower):
+    if math.isnan(upper) or math.isnan(lower):
         return LidEdges(upper, lower)
     tolerance = max(IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE * iris_half_height_px)
     upper_censored = upper <= y - iris_half_height_px + tolerance
     lower_censored = lower >= y + iris_half_height_px - tolerance
     search = int(iris_half_height_px * SCLERA_SEARCH)
     if upper_censored:
-        start = int(np.floor(upper)) - 1
+        start = math.floor(upper) - 1
         for r in range(start, max(start - search, 0), -1):
             if smooth[r] < threshold:
                 upper, upper_censored = _crossing(smooth, r, r + 1, threshold), False
@@ -721,8 +721,9 @@ def _height_to_width(pupil: PupilResult) -> float:
 def _extents(pupil: PupilResult) -> tuple[float, float]:
     """Horizontal and vertical half-extents of the pupil's ellipse."""
     half_w, half_h = pupil.ellipse_w / 2.0, pupil.ellipse_h / 2.0
-    cos_a, sin_a = np.cos(np.deg2rad(pupil.angle_deg)), np.sin(np.deg2rad(pupil.angle_deg))
-    return float(np.hypot(half_w * cos_a, half_h * sin_a)), float(np.hypot(half_w * sin_a, half_h * cos_a))
+    angle_rad = math.radians(pupil.angle_deg)
+    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    return math.hypot(half_w * cos_a, half_h * sin_a), math.hypot(half_w * sin_a, half_h * cos_a)
 
 
 class LidEstimator:
@@ -891,7 +892,7 @@ class LidEstimator:
         """How far the find is from where the pupil was last seen, in its radii (0 before any was seen)."""
         if self._last_x is None or self._last_y is None or self._last_radius <= 0.0:
             return 0.0
-        return float(np.hypot(pupil.x - self._last_x, pupil.y - self._last_y)) / self._last_radius
+        return math.hypot(pupil.x - self._last_x, pupil.y - self._last_y) / self._last_radius
 
     def _iris_half_height(self, pupil: PupilResult | None) -> float | None:
         """The iris' vertical half-extent: its half-width with the pupil's aspect (concentric circles)."""
@@ -976,7 +977,7 @@ class LidEstimator:
         shape = [(aspect - VISIBLE_ASPECT[0]) / (VISIBLE_ASPECT[1] - VISIBLE_ASPECT[0])]
         usual = self._recent_size.median if self._recent_size.ready else None
         if usual:
-            size_log = float(np.log(long_axis / usual))
+            size_log = math.log(long_axis / usual)
             tolerance = LARGER_TOLERANCE_LOG if size_log > 0.0 else SIZE_TOLERANCE_LOG
             shape.append(1.0 - (abs(size_log) - tolerance) / SIZE_SPAN_LOG)
         seen, present = [confidence, *shape], [confidence_present, *shape]

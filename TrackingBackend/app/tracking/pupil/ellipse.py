@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -49,7 +50,8 @@ def signed_ellipse_distance_px(points: npt.NDArray[np.floating[Any]], ellipse: E
     """`ellipse_distance_px` with a sign: negative inside the ellipse, positive outside."""
     (cx, cy), (w, h), angle_deg = ellipse
     a, b = max(w / 2.0, 1e-3), max(h / 2.0, 1e-3)
-    cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    angle_rad = math.radians(angle_deg)
+    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
     dx, dy = points[:, 0] - cx, points[:, 1] - cy
     u = (dx * cos_a + dy * sin_a) / a
     v = (-dx * sin_a + dy * cos_a) / b
@@ -91,7 +93,8 @@ def _outline_samples(gray: GrayU8, ellipse: Ellipse) -> npt.NDArray[np.int16] | 
     if a < 1.0 or b < 1.0:
         return None
     height, width = gray.shape
-    cos_a, sin_a = np.cos(np.deg2rad(angle_deg)), np.sin(np.deg2rad(angle_deg))
+    angle_rad = math.radians(angle_deg)
+    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
     offset_px = max(1.5, 0.15 * min(a, b))
     scales = (
         np.array([[max(a - offset_px, 0.5)], [a + offset_px]]),

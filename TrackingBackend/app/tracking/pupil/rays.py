@@ -18,6 +18,7 @@ whose axes are closest to it wins.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import cv2
@@ -280,7 +281,8 @@ def _moved_prior(prior: Ellipse, points: npt.NDArray[np.float32], start: tuple[f
     _, axes, angle = prior
     cx, cy = start
     w, h = max(axes[0] / 2.0, 1e-3), max(axes[1] / 2.0, 1e-3)
-    cos_a, sin_a = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+    angle_rad = math.radians(angle)
+    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
     px, py = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
     for _ in range(4):
         dx, dy = px - cx, py - cy
@@ -310,7 +312,7 @@ def _moved_prior(prior: Ellipse, points: npt.NDArray[np.float32], start: tuple[f
 def _near(found: Ellipse, prior: Ellipse) -> bool:
     (fx, fy), _, _ = found
     (px, py), (pw, ph), _ = prior
-    return bool(np.hypot(fx - px, fy - py) <= PRIOR_MAX_MOVE * max(pw, ph))
+    return math.hypot(fx - px, fy - py) <= PRIOR_MAX_MOVE * max(pw, ph)
 
 
 def _closest_to_prior(

@@ -8,6 +8,8 @@ one whose visible outline contrasts better wins, the ray fit on a tie.
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -82,7 +84,7 @@ def refine_pupil(
     centroid = (moments["m10"] / area, moments["m01"] / area)
     # The region's second moments give its size: a filled ellipse's variance along an axis is (axis / 4)^2.
     spread = (moments["mu20"] + moments["mu02"]) / area
-    reach_px = 2.0 * float(np.sqrt(max(spread, 1.0)))
+    reach_px = 2.0 * math.sqrt(max(spread, 1.0))
     inside_centroid = region[
         min(int(centroid[1] + 0.5), roi.shape[0] - 1), min(int(centroid[0] + 0.5), roi.shape[1] - 1)
     ]
@@ -117,7 +119,7 @@ def _usable(ellipse: Ellipse | None) -> Ellipse | None:
     if ellipse is None:
         return None
     (ex, ey), (ew, eh), _ = ellipse
-    return ellipse if np.isfinite(ex) and np.isfinite(ey) and min(ew, eh) >= 1.0 else None
+    return ellipse if math.isfinite(ex) and math.isfinite(ey) and min(ew, eh) >= 1.0 else None
 
 
 def _grow_region(

@@ -10,6 +10,7 @@ there with high confidence, and a frame refines at most MAX_REFINES_PER_FRAME ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
@@ -149,14 +150,14 @@ class PupilTracker:
 def _similar(found: PupilResult, last: PupilResult) -> bool:
     """The same pupil a frame later: moved less than a fraction of its size, about the same size."""
     size, last_size = max(found.ellipse_w, found.ellipse_h), max(last.ellipse_w, last.ellipse_h)
-    moved = np.hypot(found.x - last.x, found.y - last.y)
-    return bool(moved < CONTINUE_MOVE * last_size and abs(size - last_size) < CONTINUE_SIZE * last_size)
+    moved = math.hypot(found.x - last.x, found.y - last.y)
+    return moved < CONTINUE_MOVE * last_size and abs(size - last_size) < CONTINUE_SIZE * last_size
 
 
 def _inside(candidate: Candidate, found: PupilResult) -> bool:
     """Whether the candidate's centre lies within the found ellipse's inscribed circle."""
     inner_radius = min(found.ellipse_w, found.ellipse_h) / 2.0
-    return bool(np.hypot(candidate.x - found.x, candidate.y - found.y) < inner_radius)
+    return math.hypot(candidate.x - found.x, candidate.y - found.y) < inner_radius
 
 
 def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Candidate]:
