@@ -103,3 +103,14 @@ def test_only_a_source_without_a_clock_of_its_own_waits_for_the_reader() -> None
     assert not make_source("virtual").waits_for_reader
     assert VirtualEyeSource("bench90", paced=False).waits_for_reader
     assert not make_source("http://127.0.0.1:9/stream").waits_for_reader
+
+
+def test_a_camera_that_goes_through_presets_keeps_few_presets_layers() -> None:
+    from app.camera.virtual_eye import LAYER_CACHE_PRESETS, _layers
+
+    for name in ("bench60", "bench90", "bench120", "unthrottled", "default"):
+        source = VirtualEyeSource(name)
+        source.open()
+        assert source.read(1.0) is not None
+        source.close()
+    assert _layers.cache_info().currsize <= LAYER_CACHE_PRESETS == 2

@@ -389,7 +389,12 @@ def _glint_offsets(preset: VirtualEyePreset, g: _Geometry, rng: np.random.Genera
     return tuple(offsets)
 
 
-@lru_cache(maxsize=16)
+# A camera process renders one preset at a time; each preset's layers hold about 15 MB (at 16, a camera that went
+# through the benchmark's presets kept 60 MB of them).
+LAYER_CACHE_PRESETS = 2
+
+
+@lru_cache(maxsize=LAYER_CACHE_PRESETS)
 def _layers(preset: VirtualEyePreset) -> _Layers:
     rng = np.random.default_rng(preset.texture_seed)
     g = _geometry(preset)
