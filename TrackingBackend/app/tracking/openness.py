@@ -218,9 +218,10 @@ def _crossing(profile: npt.NDArray[np.float32], inside: int, outside: int, thres
 
 def _band_profile(band: GrayU8, axis: int, glint_px: int) -> npt.NDArray[np.float32]:
     """Mean across the band, glints removed by a grey opening along it, lightly smoothed."""
-    profile = cv2.reduce(band, axis, cv2.REDUCE_AVG, dtype=cv2.CV_32F).reshape(-1, 1)
-    profile = cv2.morphologyEx(profile, cv2.MORPH_OPEN, np.ones((glint_px, 1), np.uint8))
-    smooth: npt.NDArray[np.float32] = np.asarray(cv2.GaussianBlur(profile, (1, 5), 0)[:, 0], np.float32)
+    # As one row: OpenCV's row filters cost a third of its column filters on a profile this short.
+    profile = cv2.reduce(band, axis, cv2.REDUCE_AVG, dtype=cv2.CV_32F).reshape(1, -1)
+    profile = cv2.morphologyEx(profile, cv2.MORPH_OPEN, np.ones((1, glint_px), np.uint8))
+    smooth: npt.NDArray[np.float32] = np.asarray(cv2.GaussianBlur(profile, (5, 1), 0)[0], np.float32)
     return smooth
 
 
