@@ -100,9 +100,13 @@ def fit_rays(
     if contrast <= 0:
         return None
     smooth = np.asarray(cv2.GaussianBlur(roi, (RAY_BLUR_KSIZE, RAY_BLUR_KSIZE), 0), np.float32)
-    has_glints = bool(glints.any())
+    # Glints are inside the pupil or on its rim: never a crossing. They are a few small spots, so only their
+    # bounding box is looked at.
+    gx, gy, gw, gh = cv2.boundingRect(glints)
+    has_glints = gw > 0
     if has_glints:
-        smooth[glints > 0] = inside_level  # glints are inside the pupil or on its rim: never a crossing
+        box = smooth[gy : gy + gh, gx : gx + gw]
+        box[glints[gy : gy + gh, gx : gx + gw] > 0] = inside_level
     near_glint = glints if has_glints else None
     level = inside_level + RAY_EDGE_FRACTION * contrast
     tolerance = RAY_IRIS_TOLERANCE * contrast
