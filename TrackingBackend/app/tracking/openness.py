@@ -46,6 +46,7 @@ import numpy as np
 import numpy.ma  # np.median imports it on its first call: 20-50 ms, at start-up rather than mid-tracking
 import numpy.typing as npt
 
+from app.tracking.pupil.ellipse import cos_sin_deg
 from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]
@@ -697,8 +698,7 @@ def pupil_dark_fraction(gray: GrayU8, pupil: PupilResult) -> float:
         return 0.0
     dy = (np.arange(y0, y1, step, dtype=np.float32) - np.float32(pupil.y))[:, None]
     dx = (np.arange(x0, x1, step, dtype=np.float32) - np.float32(pupil.x))[None, :]
-    angle_rad = math.radians(pupil.angle_deg)
-    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    cos_a, sin_a = cos_sin_deg(pupil.angle_deg)
     # Squared radius in units of the ellipse: 1 on its outline.
     radius2 = ((dx * cos_a + dy * sin_a) / half_w) ** 2 + ((dy * cos_a - dx * sin_a) / half_h) ** 2
     inside = roi[radius2 < DARK_INNER_SCALE**2]
@@ -722,8 +722,7 @@ def _height_to_width(pupil: PupilResult) -> float:
 def _extents(pupil: PupilResult) -> tuple[float, float]:
     """Horizontal and vertical half-extents of the pupil's ellipse."""
     half_w, half_h = pupil.ellipse_w / 2.0, pupil.ellipse_h / 2.0
-    angle_rad = math.radians(pupil.angle_deg)
-    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    cos_a, sin_a = cos_sin_deg(pupil.angle_deg)
     return math.hypot(half_w * cos_a, half_h * sin_a), math.hypot(half_w * sin_a, half_h * cos_a)
 
 

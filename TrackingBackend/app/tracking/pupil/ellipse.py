@@ -26,6 +26,12 @@ def fit_ellipse(points: npt.NDArray[np.generic]) -> Ellipse:
     return (float(cx), float(cy)), (float(w), float(h)), float(angle)
 
 
+def cos_sin_deg(angle_deg: float) -> tuple[float, float]:
+    """(cos, sin) of an ellipse angle in degrees, as plain floats (numpy's scalar functions cost 10x here)."""
+    angle_rad = math.radians(angle_deg)
+    return math.cos(angle_rad), math.sin(angle_rad)
+
+
 def as_u8(image: npt.NDArray[np.generic]) -> GrayU8:
     result: GrayU8 = np.asarray(image, np.uint8)
     return result
@@ -50,8 +56,7 @@ def signed_ellipse_distance_px(points: npt.NDArray[np.floating[Any]], ellipse: E
     """`ellipse_distance_px` with a sign: negative inside the ellipse, positive outside."""
     (cx, cy), (w, h), angle_deg = ellipse
     a, b = max(w / 2.0, 1e-3), max(h / 2.0, 1e-3)
-    angle_rad = math.radians(angle_deg)
-    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    cos_a, sin_a = cos_sin_deg(angle_deg)
     dx, dy = points[:, 0] - cx, points[:, 1] - cy
     u = (dx * cos_a + dy * sin_a) / a
     v = (-dx * sin_a + dy * cos_a) / b
@@ -93,8 +98,7 @@ def _outline_samples(gray: GrayU8, ellipse: Ellipse) -> npt.NDArray[np.int16] | 
     if a < 1.0 or b < 1.0:
         return None
     height, width = gray.shape
-    angle_rad = math.radians(angle_deg)
-    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    cos_a, sin_a = cos_sin_deg(angle_deg)
     offset_px = max(1.5, 0.15 * min(a, b))
     scales = (
         np.array([[max(a - offset_px, 0.5)], [a + offset_px]]),

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from app.tracking.pupil.ellipse import (
     Ellipse,
     GrayU8,
+    cos_sin_deg,
     ellipse_distance_px,
     fit_ellipse,
     median,
@@ -285,8 +286,7 @@ def _moved_prior(prior: Ellipse, points: npt.NDArray[np.float32], start: tuple[f
     _, axes, angle = prior
     cx, cy = start
     w, h = max(axes[0] / 2.0, 1e-3), max(axes[1] / 2.0, 1e-3)
-    angle_rad = math.radians(angle)
-    cos_a, sin_a = math.cos(angle_rad), math.sin(angle_rad)
+    cos_a, sin_a = cos_sin_deg(angle)
     px, py = points[:, 0].astype(np.float64), points[:, 1].astype(np.float64)
     for _ in range(4):
         dx, dy = px - cx, py - cy

@@ -79,8 +79,8 @@ def refine_pupil(
     region, (rx, ry, rw, rh), seed, inside_level, outside_level = grown
     _, glints = cv2.threshold(roi, min(outside_level + GLINT_MARGIN_GREY, 254.0), 255, cv2.THRESH_BINARY)
     glints = as_u8(cv2.dilate(glints, _GLINT_GROW))
-    # Moments over the region's bounding box only (a quarter of the roi's pixels or less): the same area and
-    # central moments, the centroid shifted back.
+    # Moments over the region's bounding box only (binary moments cost by the pixel, and the roi is several pupil
+    # widths across): the same area and central moments, the centroid shifted back.
     moments = cv2.moments(region[ry : ry + rh, rx : rx + rw], binaryImage=True)
     area = moments["m00"]
     centroid = (moments["m10"] / area + rx, moments["m01"] / area + ry)
