@@ -61,6 +61,10 @@ def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -
             assert isinstance(skips, int) and 0 <= skips < left["processes"]["tracker"]["frames_processed"]
             short = left["processes"]["tracker"]["short_searches"]  # frames of a closing eye, searched briefly
             assert isinstance(short, int) and 0 <= short < left["processes"]["tracker"]["frames_processed"]
+            # Pupil candidates refined: about one a frame while the eye is tracked, none while it is shut.
+            processed = left["processes"]["tracker"]["frames_processed"]
+            refined = left["processes"]["tracker"]["pupil_refinements"]
+            assert isinstance(refined, int) and 0.5 * processed < refined < 2.0 * processed
 
     for address in (
         "/avatar/parameters/LeftEyeX",

@@ -63,6 +63,11 @@ class EyePipeline:
         return self._closure.problem if self.config.algorithm.closure_classifier else ""
 
     @property
+    def refinements(self) -> int:
+        """Pupil candidates refined so far (see app.tracking.pupil.tracker.PupilTracker.refinements)."""
+        return self._pupils.refinements
+
+    @property
     def unavailable_algorithms(self) -> list[str]:
         """Configured algorithms that cannot run here (LEAP: no model bundled); they are skipped."""
         return list(self._pupils.unavailable_algorithms)
