@@ -403,9 +403,9 @@ def _fit_with_prior(
         return np.asarray(coef, np.float64)
 
 
-def _median(values: npt.NDArray[np.float32]) -> float:
-    """`np.median(values)` of a 1-D float32 array, the same value (the two middle values' float32 mean when
-    their count is even) by one partial sort, without np.median's overhead (5x the sort here, every frame).
+def _median(values: npt.NDArray[np.float32] | npt.NDArray[np.float64]) -> float:
+    """`np.median(values)` of a 1-D float array, the same value (the two middle values' mean, in the array's
+    precision, when their count is even) by one partial sort, without np.median's overhead (5x the sort here).
     A float32 value is exact as a Python float, so arithmetic with float32 arrays stays the same."""
     size = len(values)
     middle = size // 2
@@ -448,6 +448,29 @@ class _RunningMedian:
         return len(self.values) >= MIN_BASELINE_SAMPLES and self.median is not None
 
 
+class _SampleRing:
+    """The last `size` samples of `columns` floats each, kept in one preallocated array: a fit reads them without
+    a Python-level conversion of hundreds of tuples (a deque's cost). Once it wraps the rows are not in time
+    order, which no fit depends on."""
+
+    def __init__(self, size: int, columns: int) -> None:
+        self._rows = np.empty((size, columns), np.float64)
+        self._next = 0
+        self._filled = 0
+
+    def append(self, row: tuple[float, ...]) -> None:
+        self._rows[self._next] = row
+        self._next = (self._next + 1) % len(self._rows)
+        self._filled = min(self._filled + 1, len(self._rows))
+
+    def __len__(self) -> int:
+        return self._filled
+
+    def array(self) -> npt.NDArray[np.float64]:
+        """The samples, one per row (a view: not to be written)."""
+        return self._rows[: self._filled]
+
+
 class LidBaseline:
     """The relaxed lids as a function of the pupil position, learnt from the frames where the pupil is seen.
 
@@ -457,7 +480,7 @@ class LidBaseline:
     """
 
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
-        self._samples: deque[tuple[float, float, float, float, float]] = deque(maxlen=size)
+        self._samples = _SampleRing(size, 5)  # x, y, gap, lower lid offset, relaxed (1.0) or not
         self._count = 0
         self._gap_coef: npt.NDArray[np.float64] | None = None
         self._lower_coef: npt.NDArray[np.float64] | None = None
@@ -497,13 +520,13 @@ class LidBaseline:
         return np.column_stack([ones, u * u]), np.column_stack([ones, u, v, u * u])
 
     def _fit(self) -> None:
-        data = np.asarray(self._samples, np.float64)
+        data = self._samples.array()
         xs, ys, gaps, lowers, relaxed = data[:, 0], data[:, 1], data[:, 2], data[:, 3], data[:, 4] > 0.5
-        self._centre = (float(np.median(xs)), float(np.median(ys)))
-        self._scale = max(float(np.median(gaps)), 1.0)
+        self._centre = (_median(xs), _median(ys))
+        self._scale = max(_median(gaps), 1.0)
         gap_features, lower_features = self._features(xs, ys)
         # Lashes and shadow only ever shorten a measured gap: the fit starts from the upper part of the samples.
-        keep = gaps >= np.percentile(gaps, BASELINE_START_PERCENTILE)
+        keep = gaps >= _percentiles(gaps, (BASELINE_START_PERCENTILE,))[0]
         for _ in range(BASELINE_FIT_ROUNDS):
             if np.count_nonzero(keep) < lower_features.shape[1] * 4:
                 return
@@ -524,8 +547,9 @@ class LidBaseline:
             lower_coef, *_ = np.linalg.lstsq(lower_features[keep], lowers[keep], rcond=None)
             self._lower_coef = np.asarray(lower_coef, np.float64)
         # Predictions stay near the range seen: a fit must not extrapolate far from the samples.
-        self._gap_range = (float(np.percentile(gaps[keep], 2)), float(np.percentile(gaps[keep], 98)))
-        self._lower_range = (float(np.percentile(lowers[keep], 2)), float(np.percentile(lowers[keep], 98)))
+        gap_low, gap_high = _percentiles(gaps[keep], (2.0, 98.0))
+        lower_low, lower_high = _percentiles(lowers[keep], (2.0, 98.0))
+        self._gap_range, self._lower_range = (gap_low, gap_high), (lower_low, lower_high)
         gap_residuals, lower_residuals = (
             gaps - gap_features @ self._gap_coef,
             lowers - lower_features @ self._lower_coef,
@@ -614,7 +638,7 @@ class LowerLidBaseline:
     """
 
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
-        self._samples: deque[tuple[float, float, float]] = deque(maxlen=size)
+        self._samples = _SampleRing(size, 3)  # x, y, lower lid offset
         self._count = 0
         self._coef: npt.NDArray[np.float64] | None = None
         self._centre = (0.0, 0.0)
@@ -636,10 +660,10 @@ class LowerLidBaseline:
         return np.column_stack([np.ones_like(u), u, v, u * u])
 
     def _fit(self) -> None:
-        data = np.asarray(self._samples, np.float64)
+        data = self._samples.array()
         xs, ys, lowers = data[:, 0], data[:, 1], data[:, 2]
-        self._centre = (float(np.median(xs)), float(np.median(ys)))
-        self._scale = max(float(np.median(np.abs(lowers))), 1.0)
+        self._centre = (_median(xs), _median(ys))
+        self._scale = max(_median(np.abs(lowers)), 1.0)
         u, v = (xs - self._centre[0]) / self._scale, (ys - self._centre[1]) / self._scale
         features = self._features(u, v)
         slope_prior = (LID_GAZE_FOLLOW_PRIOR - 1.0) * self._scale
@@ -651,7 +675,7 @@ class LowerLidBaseline:
                 rank = int(len(residual) * (100 - BASELINE_START_PERCENTILE) / 100)
                 keep = residual >= np.partition(residual, rank)[rank]
                 continue
-            spread = max(1.4826 * float(np.median(np.abs(residual[keep]))), 0.5)
+            spread = max(1.4826 * _median(np.abs(residual[keep])), 0.5)
             keep = (residual > -LOWER_KEEP_SPREADS[0] * spread) & (residual < LOWER_KEEP_SPREADS[1] * spread)
             if np.count_nonzero(keep) < LOWER_FEATURES * 4:
                 return
