@@ -396,6 +396,16 @@ def _fit_with_prior(
     rhs = features.T @ values
     gram[index, index] += BASELINE_PRIOR_WEIGHT
     rhs[index] += BASELINE_PRIOR_WEIGHT * prior
+    return _solve_normal(gram, rhs)
+
+
+def _least_squares(features: npt.NDArray[np.float64], values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Plain least squares, by the normal equations as `_fit_with_prior` (lstsq's SVD cost a baseline refit a
+    third of its time)."""
+    return _solve_normal(features.T @ features, features.T @ values)
+
+
+def _solve_normal(gram: npt.NDArray[np.float64], rhs: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     try:
         return np.asarray(np.linalg.solve(gram, rhs), np.float64)
     except np.linalg.LinAlgError:
@@ -530,22 +540,20 @@ class LidBaseline:
         for _ in range(BASELINE_FIT_ROUNDS):
             if np.count_nonzero(keep) < lower_features.shape[1] * 4:
                 return
-            coef, *_ = np.linalg.lstsq(gap_features[keep], gaps[keep], rcond=None)
+            coef = _least_squares(gap_features[keep], gaps[keep])
             predicted = gap_features @ coef
             residual = (gaps - predicted) / np.maximum(predicted, 1.0)
             keep = (residual > BASELINE_KEEP[0]) & (residual < BASELINE_KEEP[1])
         if np.count_nonzero(keep) < lower_features.shape[1] * 4:
             return
-        gap_coef, *_ = np.linalg.lstsq(gap_features[keep], gaps[keep], rcond=None)
-        self._gap_coef = np.asarray(gap_coef, np.float64)
+        self._gap_coef = _least_squares(gap_features[keep], gaps[keep])
         # The lids follow vertical gaze part of the way: the lower lid's offset from the pupil shrinks as the
         # pupil goes down. That prior lets the fit reach gaze it has not seen yet; the samples soon outweigh it.
         if lower_features.shape[1] == LOWER_FEATURES:
             slope_prior = (LID_GAZE_FOLLOW_PRIOR - 1.0) * self._scale
             self._lower_coef = _fit_with_prior(lower_features[keep], lowers[keep], VERTICAL_FEATURE, slope_prior)
         else:
-            lower_coef, *_ = np.linalg.lstsq(lower_features[keep], lowers[keep], rcond=None)
-            self._lower_coef = np.asarray(lower_coef, np.float64)
+            self._lower_coef = _least_squares(lower_features[keep], lowers[keep])
         # Predictions stay near the range seen: a fit must not extrapolate far from the samples.
         gap_low, gap_high = _percentiles(gaps[keep], (2.0, 98.0))
         lower_low, lower_high = _percentiles(lowers[keep], (2.0, 98.0))
