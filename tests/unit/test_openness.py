@@ -11,7 +11,7 @@ import numpy as np
 
 from app.camera.virtual_eye import PRESETS, EyeGroundTruth, EyeState, GazeScript, render_eye
 from app.config.models import TrackerConfig
-from app.tracking.openness import LidBaseline, LidEdges, LowerLidBaseline, _past_paler_band
+from app.tracking.openness import LidBaseline, LidEdges, LowerLidBaseline, _past_paler_band, _SampleRing
 from app.tracking.pipeline import EyePipeline
 from app.tracking.results import EyeResult
 
@@ -228,3 +228,17 @@ def test_median_is_numpys_median_exactly() -> None:
     for size in (1, 2, 3, 20, 21, 64, 101):
         values = (rng.normal(size=size) * 40.0).astype(np.float32)
         assert _median(values) == float(np.median(values)), size
+
+
+def test_the_baselines_sample_ring_keeps_the_last_samples() -> None:
+    ring = _SampleRing(4, 2)
+    assert len(ring) == 0 and ring.array().shape == (0, 2)
+    for value in range(3):
+        ring.append((float(value), -float(value)))
+    assert len(ring) == 3 and sorted(ring.array()[:, 0]) == [0.0, 1.0, 2.0]
+    for value in range(3, 10):
+        ring.append((float(value), -float(value)))
+    # Full: the last four samples, in whatever order (no fit depends on it), each row whole.
+    assert len(ring) == 4
+    assert sorted(ring.array()[:, 0]) == [6.0, 7.0, 8.0, 9.0]
+    assert np.array_equal(ring.array()[:, 1], -ring.array()[:, 0])
