@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from app.camera.virtual_eye import PRESETS, EyeGroundTruth, EyeState, GazeScript, render_eye
 from app.config.models import TrackerConfig
@@ -137,6 +138,39 @@ def test_with_the_upper_lid_lost_in_the_lashes_a_squint_reads_from_the_lower_lid
     assert float(np.mean([r.squeeze for r, _ in squint])) >= 0.25
     assert float(np.mean([r.openness for r, _ in squint])) >= 0.9
     assert not any(r.blink for r, _ in relaxed + squint)
+
+
+def _widen_episode(widen: float) -> Callable[[float], EyeState]:
+    """The wandering relaxed eye, easing from 6 s (over 0.3 s) into a held widen (the lids learnt by then)."""
+
+    def script(ts: float) -> EyeState:
+        return dataclasses.replace(_wander(ts), widen=widen * min(max((ts - 6.0) / 0.3, 0.0), 1.0))
+
+    return script
+
+
+@pytest.mark.parametrize(("preset_name", "floor"), [("default", 0.3), ("easy", 0.45)])
+def test_a_held_widen_reads_as_widen_and_a_relaxed_eye_as_none(preset_name: str, floor: float) -> None:
+    # Widen raises the upper lid off the iris: the lid is followed across the sclera above the iris' rim, and
+    # a lid at the rim counts as raised that far. Frames 200-360 relaxed, 400-480 widen 0.8 held while the gaze
+    # wanders. Measured: default 0.45, easy 0.59 (before: 0.00 on both); relaxed 0.000.
+    results = _run(_widen_episode(0.8), 480, preset_name=preset_name)
+    relaxed, widened = results[200:360], results[400:480]
+    assert float(np.mean([r.widen for r, _ in relaxed])) <= 0.02
+    assert float(np.mean([r.widen for r, _ in widened])) >= floor
+    assert float(np.mean([r.squeeze for r, _ in widened])) <= 0.05
+    assert float(np.mean([r.openness for r, _ in widened])) >= 0.95
+    assert not any(r.blink for r, _ in relaxed + widened)
+
+
+def test_with_the_upper_lid_lost_in_the_lashes_a_widened_eye_reads_open_and_unsqueezed() -> None:
+    # The 'hard' eye hides its upper lid in long drooping lashes: widen is not read there (its upper lid is not
+    # trusted), but the widened eye must not read as anything else. Measured: widen 0.00, squeeze 0.00,
+    # openness 1.00.
+    results = _run(_widen_episode(0.8), 480, preset_name="hard")[400:480]
+    assert float(np.mean([r.squeeze for r, _ in results])) <= 0.05
+    assert float(np.mean([r.openness for r, _ in results])) >= 0.9
+    assert not any(r.blink for r, _ in results)
 
 
 def test_lower_lid_baseline_keeps_the_relaxed_envelope_and_reaches_a_little_past_the_gaze_seen() -> None:

@@ -65,6 +65,10 @@ SQUEEZE_UPPER_SLACK = 1.2
 BASELINE_KEEP = (-0.06, 0.1)
 BASELINE_FIT_ROUNDS = 3
 BASELINE_START_PERCENTILE = 65
+# Samples taken while the lids read widened at least this much are left out of the relaxed fit (the fit starts
+# from the wider gaps, so a held widen would otherwise become the relaxed lids), unless that leaves fewer than
+# this share of the samples (a baseline that started widened must still come back).
+WIDENED_SAMPLE, MIN_UNWIDENED_SHARE = 0.3, 0.5
 MIN_FIT_SAMPLES = 60
 # Lids follow the pupil's vertical movement about this far: a prior on the lower lid's slope with the
 # pupil's height (in relaxed gaps), weighted as BASELINE_PRIOR_WEIGHT squared units of that feature.
@@ -94,7 +98,7 @@ LOWER_RIDGE_TO_EDGE_PX = 3.0
 PALER_BAND_FROM_PX, PALER_BAND_ROWS, PALER_BAND_MIN_STEP, PALER_BAND_FLATNESS = 2, 4, 12.0, 0.3
 # A lid farther from the pupil than this x the iris' half-height (or x the pupil radius before the iris is
 # known) is not measured there: the run went on into shadow.
-MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.3, 6.0
+MAX_LID_TO_IRIS, MAX_LID_TO_PUPIL = 1.5, 6.0
 # The iris is at least this much wider than the pupil (a smaller run is not the iris).
 MIN_IRIS_TO_PUPIL = 1.3
 IRIS_SAMPLE_EVERY = 4
@@ -144,6 +148,13 @@ VISIBLE_FLOOR_FROM, VISIBLE_OPENNESS_FLOOR = 0.5, 0.7
 CLOSED_GAP_RATIO = 0.15
 # A relaxed eye varies a little around its baseline: this dead zone keeps widen and squeeze at 0.
 WIDEN_DEAD_ZONE, SQUEEZE_DEAD_ZONE = 0.03, 0.1
+# An upper lid at the iris' rim counts as raised by this much (in relaxed gaps) less than the rim is above the
+# relaxed lid: the rim's edge is blurred and the relaxed lid is a fit.
+CENSORED_RAISE_MARGIN = 0.05
+# Widen is reported once the relaxed lids were fitted on this many samples, and only for pupil positions within
+# WIDEN_REACH relaxed gaps of those the fit has seen: elsewhere the fit extrapolates, and looking down, for one,
+# the upper lid stands farther above the pupil than a fit from higher gaze expects (a false widen).
+WIDEN_MIN_SAMPLES, WIDEN_REACH = 150, 0.075
 # A squint may hide part of the pupil under either lid: it is reported while the pupil's presence is this much.
 SQUEEZE_MIN_PRESENCE = 0.3
 # A full squint raises the lower lid by about this fraction of the iris' half-height.
@@ -182,9 +193,9 @@ class LidState:
 class LidEdges:
     """Upper and lower lid rows (sub-pixel, image y) at the measured column; gap = lower - upper.
 
-    A censored edge is where the dark run met bright sclera at the iris' rim rather than a lid: the lid is at
-    least that far from the pupil, but where exactly is not seen. NaN: the run went on past any plausible lid
-    (shadow, vignetting), so that lid is not measured.
+    A censored edge is where the dark run ended at the iris' rim and no lid was found across the sclera beyond
+    it: the lid is at least that far from the pupil (it may sit on the rim), but where exactly is not seen.
+    NaN: the run went on past any plausible lid (shadow, vignetting), so that lid is not measured.
     """
 
     upper_y: float
@@ -293,7 +304,9 @@ def measure_lids(
     if math.isnan(upper) or math.isnan(lower):
         return LidEdges(upper, lower)
     tolerance = max(IRIS_RIM_TOLERANCE_PX, IRIS_RIM_TOLERANCE * iris_half_height_px)
-    upper_censored = upper <= y - iris_half_height_px + tolerance
+    # A run ending well past the iris' upper rim went on through a lid raised above the iris (its margin and
+    # the shadow under it): that lid is measured. One ending at the rim may be the rim or a lid sitting on it.
+    upper_censored = abs(upper - (y - iris_half_height_px)) <= tolerance
     lower_censored = lower >= y + iris_half_height_px - tolerance
     search = int(iris_half_height_px * SCLERA_SEARCH)
     if upper_censored:
@@ -490,7 +503,8 @@ class LidBaseline:
     """
 
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
-        self._samples = _SampleRing(size, 5)  # x, y, gap, lower lid offset, relaxed (1.0) or not
+        # x, y, gap, lower lid offset, relaxed (1.0) or not, widened (1.0) or not
+        self._samples = _SampleRing(size, 6)
         self._count = 0
         self._gap_coef: npt.NDArray[np.float64] | None = None
         self._lower_coef: npt.NDArray[np.float64] | None = None
@@ -498,6 +512,8 @@ class LidBaseline:
         self._scale = 1.0
         self._gap_range = (0.0, 0.0)
         self._lower_range = (0.0, 0.0)
+        self._seen_x: list[float] = [0.0, 0.0]
+        self._seen_y: list[float] = [0.0, 0.0]
         # Cell -> (gap residual, lower residual, weight) against the smooth fit.
         self._local: dict[tuple[int, int], tuple[float, float, float]] = {}
 
@@ -509,11 +525,11 @@ class LidBaseline:
         step = LOCAL_CELL * self._scale
         return math.floor((x - self._centre[0]) / step), math.floor((y - self._centre[1]) / step)
 
-    def add(self, x: float, y: float, edges: LidEdges, relaxed: bool = True) -> None:
+    def add(self, x: float, y: float, edges: LidEdges, relaxed: bool = True, widened: bool = False) -> None:
         """A sample of the lids at this pupil position; `relaxed`: the lids last read neither squinted, widened
         nor closed (only those correct the fit locally, so a long squint where no relaxed lids were seen is not
-        learnt as relaxed)."""
-        self._samples.append((x, y, edges.gap_px, edges.lower_y - y, 1.0 if relaxed else 0.0))
+        learnt as relaxed); `widened`: they last read widened (left out of the fit)."""
+        self._samples.append((x, y, edges.gap_px, edges.lower_y - y, 1.0 if relaxed else 0.0, 1.0 if widened else 0.0))
         self._count += 1
         if len(self._samples) >= MIN_BASELINE_SAMPLES and (self._count % REFRESH_EVERY == 0 or self._gap_coef is None):
             self._fit()
@@ -536,14 +552,17 @@ class LidBaseline:
         self._scale = max(_median(gaps), 1.0)
         gap_features, lower_features = self._features(xs, ys)
         # Lashes and shadow only ever shorten a measured gap: the fit starts from the upper part of the samples.
-        keep = gaps >= _percentiles(gaps, (BASELINE_START_PERCENTILE,))[0]
+        usable = data[:, 5] < 0.5
+        if np.count_nonzero(usable) < len(gaps) * MIN_UNWIDENED_SHARE:
+            usable = np.ones(len(gaps), bool)
+        keep = usable & (gaps >= _percentiles(gaps[usable], (BASELINE_START_PERCENTILE,))[0])
         for _ in range(BASELINE_FIT_ROUNDS):
             if np.count_nonzero(keep) < lower_features.shape[1] * 4:
                 return
             coef = _least_squares(gap_features[keep], gaps[keep])
             predicted = gap_features @ coef
             residual = (gaps - predicted) / np.maximum(predicted, 1.0)
-            keep = (residual > BASELINE_KEEP[0]) & (residual < BASELINE_KEEP[1])
+            keep = usable & (residual > BASELINE_KEEP[0]) & (residual < BASELINE_KEEP[1])
         if np.count_nonzero(keep) < lower_features.shape[1] * 4:
             return
         self._gap_coef = _least_squares(gap_features[keep], gaps[keep])
@@ -556,6 +575,8 @@ class LidBaseline:
             self._lower_coef = _least_squares(lower_features[keep], lowers[keep])
         # Predictions stay near the range seen: a fit must not extrapolate far from the samples.
         gap_low, gap_high = _percentiles(gaps[keep], (2.0, 98.0))
+        self._seen_x = _percentiles(xs[keep], (2.0, 98.0))
+        self._seen_y = _percentiles(ys[keep], (2.0, 98.0))
         lower_low, lower_high = _percentiles(lowers[keep], (2.0, 98.0))
         self._gap_range, self._lower_range = (gap_low, gap_high), (lower_low, lower_high)
         gap_residuals, lower_residuals = (
@@ -614,6 +635,19 @@ class LidBaseline:
             )
             for i in kept
         }
+
+    @property
+    def samples(self) -> int:
+        """Samples taken so far."""
+        return self._count
+
+    def covers(self, x: float, y: float) -> bool:
+        """Whether the fit has seen pupils about here (within WIDEN_REACH relaxed gaps of the positions it kept):
+        farther out it extrapolates."""
+        reach = WIDEN_REACH * self._scale
+        return (self._seen_x[0] - reach <= x <= self._seen_x[1] + reach) and (
+            self._seen_y[0] - reach <= y <= self._seen_y[1] + reach
+        )
 
     def predict(self, x: float, y: float) -> tuple[float, float] | None:
         """(relaxed gap, relaxed lower-lid offset from the pupil) at this pupil position, pixels."""
@@ -777,6 +811,7 @@ class LidEstimator:
         self._last_radius = 0.0
         self._blink = False
         self._relaxed_reading = True
+        self._widened_reading = False
         self._lower_baseline = LowerLidBaseline()
         self._pupil_height = _RunningMedian()
         # (pupil height, whether the upper lid was lost) of recent plainly seen frames, and the trust it gives.
@@ -818,7 +853,7 @@ class LidEstimator:
         iris_half_height = self._iris_half_height(pupil if seen else None)
         edges = measure_lids(gray, x, y, radius, iris_half_height)
         if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
-            self._baseline.add(x, y, edges, self._relaxed_reading)
+            self._baseline.add(x, y, edges, self._relaxed_reading, self._widened_reading)
         if seen:
             self._pupil_height.add(pupil.y)
         if seen and edges is not None:
@@ -829,6 +864,9 @@ class LidEstimator:
                 self._lower_baseline.add(x, y, edges.lower_y - y)
         openness, widen, squeeze = self._lid_values(edges, x, y, presence)
         self._relaxed_reading = max(widen, squeeze, 1.0 - openness) < RELAXED_READING
+        self._widened_reading = widen >= WIDENED_SAMPLE
+        if self._baseline.samples < WIDEN_MIN_SAMPLES or not self._baseline.covers(x, y):
+            widen = 0.0
         # What the lids say, kept for the blink's start whatever is reported (see below).
         lid_openness = openness
         trust_upper = self._upper_trust if self._lower_baseline.ready else 1.0
@@ -953,8 +991,11 @@ class LidEstimator:
             # upper lid is usually lost, `update` reads a squint from the lower lid alone.
             return 1.0, 0.0, 0.0
         relaxed_upper_y = y + relaxed_lower - relaxed_gap
-        # Widen raises the upper lid: only an upper lid actually seen above its relaxed place counts.
-        raised = 0.0 if edges.upper_censored else (relaxed_upper_y - upper_y) / relaxed_gap
+        # Widen raises the upper lid. One at the iris' rim is at least that high: where the relaxed lid covers
+        # more of the iris, the lid has been raised at least that far (less a margin: the rim is not sharp).
+        raised = (relaxed_upper_y - upper_y) / relaxed_gap
+        if edges.upper_censored:
+            raised -= CENSORED_RAISE_MARGIN
         widen = _clamp((raised - WIDEN_DEAD_ZONE) / WIDEN_GAP_GAIN, 0.0, 1.0)
         if edges.lower_censored:
             lower_y = max(lower_y, y + relaxed_lower)
