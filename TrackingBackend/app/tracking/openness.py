@@ -166,6 +166,10 @@ EYE_HALF_WIDTH_TO_IRIS, MIN_LID_SHAPE = 2.5, 0.5
 # this fraction of the span of pupil positions seen beyond it.
 LOWER_KEEP_SPREADS = (2.5, 4.0)
 LOWER_EXTRAPOLATION = 0.5
+# Squeeze is read in full while the lower lid's relaxed samples scatter around their fit (a robust standard
+# deviation) by at most the first fraction of a full squint's rise, and not at all from the second (low-resolution
+# and blurred cameras: the lid's measured place wanders by more than a squint moves it).
+LOWER_NOISE_TO_RISE = (0.15, 0.3)
 # It is refitted every this many samples (it takes every frame with a lower lid: a refit is not free).
 LOWER_REFRESH_EVERY = 15
 # Some eyes and cameras lose the upper lid in the lashes most of the time; where it is lost in this share of the
@@ -687,6 +691,8 @@ class LowerLidBaseline:
         self._scale = 1.0
         self._u_range = (0.0, 0.0)
         self._v_range = (0.0, 0.0)
+        # The relaxed samples' scatter around the fit (a robust standard deviation, pixels).
+        self.spread_px = 0.0
 
     @property
     def ready(self) -> bool:
@@ -722,6 +728,7 @@ class LowerLidBaseline:
             if np.count_nonzero(keep) < LOWER_FEATURES * 4:
                 return
         self._coef = coef
+        self.spread_px = spread
         self._u_range = _widened_range(u[keep], LOWER_EXTRAPOLATION)
         self._v_range = _widened_range(v[keep], LOWER_EXTRAPOLATION)
 
@@ -903,6 +910,9 @@ class LidEstimator:
             # Closing lids with the pupil going: a blink, also where openness is read from the pupil (the
             # lower-lid reading), which trails the closing lids.
             self._blink = True
+        # Both readings of a squint rest on the lower lid's rise: a lid measured no steadier than a good part of
+        # that rise cannot tell one.
+        squeeze *= self._lower_steadiness(iris_half_height)
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility)
 
@@ -945,6 +955,14 @@ class LidEstimator:
         level = (relaxed_lower - (edges.lower_y - y)) / full_rise_px
         # A squeezed eye is still open: without a pupil showing, a risen lower lid is closing.
         return _clamp((level - SQUEEZE_DEAD_ZONE) / (1.0 - SQUEEZE_DEAD_ZONE), 0.0, 1.0) * presence
+
+    def _lower_steadiness(self, iris_half_height_px: float | None) -> float:
+        """1 where the lower lid is measured steadily enough to tell a squint, falling to 0 where its relaxed
+        samples scatter around their fit by a good part of a full squint's rise (1 until that is known)."""
+        if not self._lower_baseline.ready or not iris_half_height_px:
+            return 1.0
+        noise = self._lower_baseline.spread_px / (SQUEEZE_LOWER_RISE_TO_IRIS * iris_half_height_px)
+        return _clamp((LOWER_NOISE_TO_RISE[1] - noise) / (LOWER_NOISE_TO_RISE[1] - LOWER_NOISE_TO_RISE[0]), 0.0, 1.0)
 
     def _shrunk(self, pupil: PupilResult) -> bool:
         usual = self._recent_size.median if self._recent_size.ready else None
