@@ -261,13 +261,15 @@ def bench_clips(max_frames: int) -> None:
         "ETVR toolbox clips (unlabelled): jitter = median frame-to-frame pupil move while found; 'no pupil' counts\n"
         "  every frame without a confident pupil (blink or not); 'missed' = no pupil and no blink flag; streaks are\n"
         "  runs of missed frames (a blink does not hide a miss: blink frames split but never extend a streak);\n"
-        "  CPU ms/frame (one thread) and pupil candidates refined a frame: what a real eye costs"
+        "  CPU ms/frame (one thread) and pupil candidates refined a frame: what a real eye costs; 'expr' = share of\n"
+        "  frames reading widen or squeeze over 0.3 (these users mostly look around relaxed: mostly false readings)"
     )
     for path in paths:
         pipeline = EyePipeline(TrackerConfig())
         moves, times_ms = [], []
         missing: list[bool] = []
         blinks: list[bool] = []
+        expressive: list[bool] = []
         last: tuple[float, float] | None = None
         for ts, gray in read_clip(path, max_frames):
             start = time.thread_time()
@@ -276,6 +278,7 @@ def bench_clips(max_frames: int) -> None:
             found = result.pupil.confidence >= 0.5
             missing.append(not found)
             blinks.append(result.blink)
+            expressive.append(max(result.widen, result.squeeze) > 0.3)
             here = (result.pupil.x, result.pupil.y) if found else None
             if here is not None and last is not None:
                 moves.append(float(np.hypot(here[0] - last[0], here[1] - last[1])))
@@ -288,7 +291,7 @@ def bench_clips(max_frames: int) -> None:
             f"no pupil {np.mean(missing):5.3f}  blink {np.mean(blinks):5.3f}  missed {np.mean(missed):5.3f}  "
             f"missed streaks>5 {sum(s > 5 for s in streaks):3d} longest {max(streaks, default=0):4d}  "
             f"no-pupil longest {max(_streaks(missing), default=0):4d}  CPU {np.median(times_ms):5.2f} ms/frame  "
-            f"refined {pipeline.refinements / max(len(missing), 1):4.2f}/frame"
+            f"refined {pipeline.refinements / max(len(missing), 1):4.2f}/frame  expr {np.mean(expressive):5.3f}"
         )
 
 
