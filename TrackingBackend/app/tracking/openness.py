@@ -5,7 +5,8 @@ the run of rows darker than the profile's own dark/bright split (Otsu) is the pa
 uncovered; its ends are the upper and lower lid. Where sclera shows between the iris and a lid, the run ends
 at the iris' rim (its size is learnt from the iris' width, which the lids never cover): the search goes on
 across the sclera to the lid's dark margin (below the iris, to the lower lid's thin bright wet margin: its
-skin is often as bright as the sclera), or the edge is marked censored; a run that stops on a paler band inside
+skin is often as bright as the sclera), or the edge is marked censored; a run that goes on past the iris' upper
+rim (a raised lid's margin and the shadow under it) ends at that lid; a run that stops on a paler band inside
 the iris (low contrast) goes on to the lid's climb beyond it. The user's relaxed lids are learnt online as a
 function of the pupil position (the lids follow vertical gaze part of the way, a prior until the samples span it;
 the corner line is tilted; the gap is smaller towards the eye corners): a robust fit that keeps the open cluster,
@@ -16,8 +17,11 @@ own, from every frame where it is measured (the upper envelope of its offsets: s
 Against that baseline a narrower gap is split into closing and squeezing by how much of it the lower lid
 does: in a blink or a droop the upper lid does most of the travel, in a squint the lower lid rises about as
 much as the upper lid falls. A lower lid risen alone (the upper lid not lowered with it) is a baseline not
-caught up with this gaze yet: squeeze is reported only as far as the upper lid's drop backs it. A wider gap
-is `widen`.
+caught up with this gaze yet: squeeze is reported only as far as the upper lid's drop backs it. An upper lid
+raised above its relaxed place is `widen` (one at the iris' rim counts as raised at least that far), read only
+where the relaxed lids are known (enough samples, pupil positions the fit has seen); samples taken while widened
+stay out of the fit. Squeeze is weighed by how steadily the lower lid is measured: on low-resolution cameras its
+measured place wanders by more than a squint moves it.
 
 Some eyes and cameras lose the upper lid in the lashes most of the time (counted with the pupil plainly seen in
 the upper half of its heights: looking down loses it for any eye). There the upper lid is not trusted even where
