@@ -181,6 +181,7 @@ def test_lower_lid_baseline_measures_how_far_its_relaxed_samples_scatter() -> No
     for _ in range(600):
         squint = 10.0 if rng.uniform() < 0.2 else 0.0
         baseline.add(rng.uniform(100.0, 140.0), rng.uniform(100.0, 140.0), 40.0 - squint + rng.normal(0.0, 2.0))
+        baseline.upkeep()  # as the pipeline does between frames
     assert baseline.ready
     assert 1.6 <= baseline.spread_px <= 2.4
 
@@ -198,6 +199,7 @@ def test_lower_lid_baseline_keeps_the_relaxed_envelope_and_reaches_a_little_past
         x, y = rng.uniform(100.0, 140.0), rng.uniform(100.0, 140.0)
         squint = 8.0 if rng.uniform() < 0.3 else 0.0
         baseline.add(x, y, relaxed_offset(y) - squint + rng.normal(0.0, 0.5))
+        baseline.upkeep()  # as the pipeline does between frames
     assert baseline.ready
     for y in (105.0, 120.0, 135.0):
         predicted = baseline.predict(120.0, y)
@@ -218,6 +220,7 @@ def test_lid_baseline_follows_a_bias_the_smooth_fit_cannot_shape() -> None:
         gap = (60.0 if x > 130.0 else 80.0) + rng.normal(0.0, 0.5)
         lower_y = y + 40.0 - 0.4 * (y - 120.0)
         baseline.add(x, y, LidEdges(lower_y - gap, lower_y))
+        baseline.upkeep()  # as the pipeline does between frames
     for x, gap in ((105.0, 80.0), (120.0, 80.0), (135.0, 60.0), (139.0, 60.0)):
         predicted = baseline.predict(x, 120.0)
         assert predicted is not None and abs(predicted[0] - gap) < 1.0

@@ -112,6 +112,8 @@ def run_tracker_loop(
                 out.openness,
             )
             preview.publish(overlay, record.capture_ts, now)
+        # Between frames: the lids' refits this frame made due (its result has gone out).
+        holder.pipeline.upkeep()
         take_update = getattr(holder.pipeline, "take_calibration_update", None)
         update = take_update() if take_update is not None else None
         if update is not None and uplink is not None:

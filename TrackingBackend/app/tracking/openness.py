@@ -514,6 +514,7 @@ class LidBaseline:
         # x, y, gap, lower lid offset, relaxed (1.0) or not, widened (1.0) or not
         self._samples = _SampleRing(size, 6)
         self._count = 0
+        self._refit_due = False
         self._gap_coef: npt.NDArray[np.float64] | None = None
         self._lower_coef: npt.NDArray[np.float64] | None = None
         self._centre = (0.0, 0.0)
@@ -536,10 +537,17 @@ class LidBaseline:
     def add(self, x: float, y: float, edges: LidEdges, relaxed: bool = True, widened: bool = False) -> None:
         """A sample of the lids at this pupil position; `relaxed`: the lids last read neither squinted, widened
         nor closed (only those correct the fit locally, so a long squint where no relaxed lids were seen is not
-        learnt as relaxed); `widened`: they last read widened (left out of the fit)."""
+        learnt as relaxed); `widened`: they last read widened (left out of the fit). A refit it makes due runs at
+        the next `upkeep`."""
         self._samples.append((x, y, edges.gap_px, edges.lower_y - y, 1.0 if relaxed else 0.0, 1.0 if widened else 0.0))
         self._count += 1
         if len(self._samples) >= MIN_BASELINE_SAMPLES and (self._count % REFRESH_EVERY == 0 or self._gap_coef is None):
+            self._refit_due = True
+
+    def upkeep(self) -> None:
+        """The refit the samples made due, if any."""
+        if self._refit_due:
+            self._refit_due = False
             self._fit()
 
     def _features(
@@ -690,6 +698,7 @@ class LowerLidBaseline:
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
         self._samples = _SampleRing(size, 3)  # x, y, lower lid offset
         self._count = 0
+        self._refit_due = False
         self._coef: npt.NDArray[np.float64] | None = None
         self._centre = (0.0, 0.0)
         self._scale = 1.0
@@ -703,9 +712,16 @@ class LowerLidBaseline:
         return self._coef is not None and len(self._coef) == LOWER_FEATURES
 
     def add(self, x: float, y: float, lower_offset_px: float) -> None:
+        """A sample of the lower lid at this pupil position; a refit it makes due runs at the next `upkeep`."""
         self._samples.append((x, y, lower_offset_px))
         self._count += 1
         if len(self._samples) >= MIN_FIT_SAMPLES and self._count % LOWER_REFRESH_EVERY == 0:
+            self._refit_due = True
+
+    def upkeep(self) -> None:
+        """The refit the samples made due, if any."""
+        if self._refit_due:
+            self._refit_due = False
             self._fit()
 
     def _features(self, u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -919,6 +935,12 @@ class LidEstimator:
         squeeze *= self._lower_steadiness(iris_half_height)
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
         return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility)
+
+    def upkeep(self) -> None:
+        """The relaxed lids' refits made due by the last frame (about 1 ms, on one frame in 15): run between frames,
+        off the frame's path, where the caller can (the tracker process: after the result has gone out)."""
+        self._baseline.upkeep()
+        self._lower_baseline.upkeep()
 
     def _note_upper_lid(self, y: float, lost: bool) -> None:
         """Keeps whether the upper lid was lost, with the pupil's height, and now and then the trust that follows.

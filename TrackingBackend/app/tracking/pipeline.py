@@ -99,7 +99,13 @@ class EyePipeline:
         update, self._calibration_update = self._calibration_update, None
         return update
 
+    def upkeep(self) -> None:
+        """Work the last frame made due that its result does not wait for (the lids' refits). `process` runs it first
+        if the caller has not: the tracker process calls it after sending each result, off the latency path."""
+        self._lids.upkeep()
+
     def process(self, gray: GrayImage, ts: float) -> EyeResult:
+        self.upkeep()
         height, width = gray.shape[:2]
         # A closed eye skips the pupil search (see app.tracking.pupil.gate).
         gated = self.config.algorithm.closed_eye_gate and gray.size > 0
