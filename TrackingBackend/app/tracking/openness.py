@@ -502,7 +502,22 @@ class _SampleRing:
         return self._rows[: self._filled]
 
 
-class LidBaseline:
+class _DeferredRefit:
+    """A fit over a sample history whose `add` only marks a refit due: `upkeep` runs it, between frames."""
+
+    _refit_due = False
+
+    def _fit(self) -> None:
+        raise NotImplementedError
+
+    def upkeep(self) -> None:
+        """The refit the samples made due, if any."""
+        if self._refit_due:
+            self._refit_due = False
+            self._fit()
+
+
+class LidBaseline(_DeferredRefit):
     """The relaxed lids as a function of the pupil position, learnt from the frames where the pupil is seen.
 
     The gap narrows towards the eye corners (a + c u^2, u = horizontal offset); the lower lid follows vertical
@@ -514,7 +529,6 @@ class LidBaseline:
         # x, y, gap, lower lid offset, relaxed (1.0) or not, widened (1.0) or not
         self._samples = _SampleRing(size, 6)
         self._count = 0
-        self._refit_due = False
         self._gap_coef: npt.NDArray[np.float64] | None = None
         self._lower_coef: npt.NDArray[np.float64] | None = None
         self._centre = (0.0, 0.0)
@@ -543,12 +557,6 @@ class LidBaseline:
         self._count += 1
         if len(self._samples) >= MIN_BASELINE_SAMPLES and (self._count % REFRESH_EVERY == 0 or self._gap_coef is None):
             self._refit_due = True
-
-    def upkeep(self) -> None:
-        """The refit the samples made due, if any."""
-        if self._refit_due:
-            self._refit_due = False
-            self._fit()
 
     def _features(
         self, xs: npt.NDArray[np.float64], ys: npt.NDArray[np.float64]
@@ -686,7 +694,7 @@ class LidBaseline:
         return far_gap + weight * (local_gap - far_gap), far_lower + weight * (local_lower - far_lower)
 
 
-class LowerLidBaseline:
+class LowerLidBaseline(_DeferredRefit):
     """The relaxed lower lid's offset from the pupil as a function of the pupil position, from every frame where
     the lower lid is measured, whatever the upper lid does (it is the steadier edge: lashes hide the upper one).
 
@@ -698,7 +706,6 @@ class LowerLidBaseline:
     def __init__(self, size: int = HISTORY_FRAMES) -> None:
         self._samples = _SampleRing(size, 3)  # x, y, lower lid offset
         self._count = 0
-        self._refit_due = False
         self._coef: npt.NDArray[np.float64] | None = None
         self._centre = (0.0, 0.0)
         self._scale = 1.0
@@ -717,12 +724,6 @@ class LowerLidBaseline:
         self._count += 1
         if len(self._samples) >= MIN_FIT_SAMPLES and self._count % LOWER_REFRESH_EVERY == 0:
             self._refit_due = True
-
-    def upkeep(self) -> None:
-        """The refit the samples made due, if any."""
-        if self._refit_due:
-            self._refit_due = False
-            self._fit()
 
     def _features(self, u: npt.NDArray[np.float64], v: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         return np.column_stack([np.ones_like(u), u, v, u * u])
