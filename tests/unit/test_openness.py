@@ -260,6 +260,30 @@ def test_a_dark_run_stopped_on_a_paler_band_goes_on_to_the_lid() -> None:
     assert _past_paler_band(skin, 15.5, 30) == 15.5
 
 
+def test_the_dark_run_is_the_run_of_samples_below_the_threshold_around_its_start() -> None:
+    from app.tracking.openness import _dark_run
+
+    def walked(profile: np.ndarray, start: int, threshold: float) -> tuple[int, int]:
+        top = bottom = start
+        while top > 0 and profile[top - 1] < threshold:
+            top -= 1
+        while bottom < len(profile) - 1 and profile[bottom + 1] < threshold:
+            bottom += 1
+        return top, bottom
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _ in range(400):
+        profile = rng.integers(0, 6, size=int(rng.integers(1, 40))).astype(np.float32)
+        threshold = float(rng.integers(1, 6)) - 0.5
+        for start in np.flatnonzero(profile < threshold):
+            assert _dark_run(profile, int(start), threshold) == walked(profile, int(start), threshold)
+            checked += 1
+    assert checked > 1000
+    # Runs reaching either end of the profile.
+    assert _dark_run(np.zeros(5, np.float32), 2, 1.0) == (0, 4)
+
+
 def test_percentiles_match_numpys_default_interpolation() -> None:
     from app.tracking.openness import _percentiles
 

@@ -156,16 +156,19 @@ def _grow_region(
         if seed_value > threshold:
             return None
         mask[:] = 0
-        _, _, _, (rx, ry, rw, rh) = cv2.floodFill(
+        # The fill's return value is the number of pixels it filled (into the cleared mask): the region's area.
+        area, _, _, (rx, ry, rw, rh) = cv2.floodFill(
             roi, mask, (seed_x, seed_y), 0, (255,) * 4, (int(threshold) - seed_value,) * 4, _FLOOD_FLAGS
         )
-        if rw * rh < MIN_REGION_AREA_PX or cv2.countNonZero(inner[ry : ry + rh, rx : rx + rw]) < MIN_REGION_AREA_PX:
+        if area < MIN_REGION_AREA_PX:
             return None
         # The ring and the means only where the region can reach: its bounding box and the ring's width.
         bx0, by0 = max(rx - reach, 0), max(ry - reach, 0)
         bx1, by1 = min(rx + rw + reach, width), min(ry + rh + reach, height)
         box, box_roi = inner[by0:by1, bx0:bx1], roi[by0:by1, bx0:bx1]
-        ring = as_u8(cv2.dilate(box, _RING_OUTER)) & ~as_u8(cv2.dilate(box, _KERNEL_3))
+        # The inner dilation lies inside the outer one: the difference is the ring (0 or 255).
+        ring = as_u8(cv2.dilate(box, _RING_OUTER))
+        ring -= as_u8(cv2.dilate(box, _KERNEL_3))
         ring_values = box_roi[ring > 0]
         if ring_values.size == 0:
             return None
