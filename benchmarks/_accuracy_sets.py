@@ -88,6 +88,25 @@ def synthetic_frames(preset_name: str, count: int, seed: int = 7) -> Iterator[tu
         yield ts, gray, truth
 
 
+def source_frames(preset_name: str, count: int, fps: float) -> Iterator[tuple[float, GrayImage]]:
+    """`count` frames of the virtual eye's camera source (a replayed loop for the `bench*` presets), read unpaced at
+    script times `fps` apart: (script time, frame)."""
+    from app.camera.virtual_eye import VirtualEyeSource
+
+    script_time_s = [0.0]
+    source = VirtualEyeSource(preset_name, paced=False, clock=lambda: script_time_s[0])
+    source.open()
+    try:
+        for index in range(count):
+            script_time_s[0] = index / fps
+            frame = source.read(1.0)
+            if frame is None:
+                raise RuntimeError(f"the virtual eye '{preset_name}' gave no frame")
+            yield script_time_s[0], frame.gray
+    finally:
+        source.close()
+
+
 def clip_paths() -> list[Path]:
     if not CLIPS_DIR.is_dir():
         return []

@@ -165,20 +165,14 @@ def render_jpegs(count: int, quality: int = 85, fps: float = RENDER_FPS) -> list
     """`count` consecutive frames of the default virtual eye at `fps` of script time, as a camera sends them."""
     import cv2
 
-    from app.camera.virtual_eye import VirtualEyeSource
+    from benchmarks._accuracy_sets import source_frames
 
-    script_time_s = [0.0]
-    source = VirtualEyeSource("default", paced=False, clock=lambda: script_time_s[0])
-    source.open()
     jpegs = []
-    for index in range(count):
-        script_time_s[0] = index / fps  # the eye moves, blinks and saccades as it would live
-        frame = source.read(1.0)
-        assert frame is not None
-        ok, encoded = cv2.imencode(".jpg", frame.gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    # The eye moves, blinks and saccades as it would live.
+    for _, gray in source_frames("default", count, fps):
+        ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             jpegs.append(encoded.tobytes())
-    source.close()
     return jpegs
 
 

@@ -14,7 +14,7 @@ difference is the change's. `bench instructions` measures what such a change sav
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -75,30 +75,12 @@ def run_pipeline(frames: Iterable[tuple[float, GrayImage]]) -> npt.NDArray[np.fl
     return np.asarray(rows, np.float64).reshape(-1, len(COLUMNS))
 
 
-def bench90_frames(count: int) -> Iterator[tuple[float, GrayImage]]:
-    """The pipeline benchmark's `bench90` source, read unpaced at its script times."""
-    from app.camera.virtual_eye import VirtualEyeSource
-
-    script_time_s = [0.0]
-    source = VirtualEyeSource("bench90", paced=False, clock=lambda: script_time_s[0])
-    source.open()
-    try:
-        for index in range(count):
-            script_time_s[0] = index / BENCH90_FPS
-            frame = source.read(1.0)
-            if frame is None:
-                raise RuntimeError("the virtual eye gave no frame")
-            yield script_time_s[0], frame.gray
-    finally:
-        source.close()
-
-
 def collect(frames_per_set: int, real_data: bool) -> dict[str, npt.NDArray[np.float64]]:
     """The results of every input set, by set name."""
-    from benchmarks._accuracy_sets import clip_paths, load_meye, read_clip, synthetic_frames
+    from benchmarks._accuracy_sets import clip_paths, load_meye, read_clip, source_frames, synthetic_frames
 
     results: dict[str, npt.NDArray[np.float64]] = {}
-    results["bench90"] = run_pipeline(bench90_frames(min(BENCH90_FRAMES, 2 * frames_per_set)))
+    results["bench90"] = run_pipeline(source_frames("bench90", min(BENCH90_FRAMES, 2 * frames_per_set), BENCH90_FPS))
     for preset in ("default", "easy", "hard"):
         frames = synthetic_frames(preset, frames_per_set, SYNTHETIC_SEED)
         results[preset] = run_pipeline((ts, gray) for ts, gray, _ in frames)
