@@ -3,8 +3,10 @@
 `python build.py bench outputs --save FILE` runs the default pipeline over fixed inputs and keeps every frame's
 result in FILE (.npz); `python build.py bench outputs --compare FILE` runs it again and prints, per set, how many
 frames differ and by how much (exit code 1 when any does). Run `--save` on the code before the change (a git
-worktree), `--compare` after it. The inputs: the `bench90` replay loop twice over, the default, easy and hard
-virtual-eye sets (seed 5), and, when `../shared/data` is present, the real clips and every 10th MEYE frame.
+worktree; one older than this benchmark runs it from this checkout with
+`PYTHONPATH=<worktree>/TrackingBackend:. .venv/bin/python -m benchmarks outputs --save FILE`), `--compare` after
+it. The inputs: the `bench90` replay loop twice over, the default, easy and hard virtual-eye sets (seed 5), and,
+when `../shared/data` is present, the real clips and every 10th MEYE frame.
 
 A frame's result is the pupil (centre, ellipse, confidence) and everything the pipeline reports from it (openness,
 blink, dilation, widen, squeeze, gaze). Two runs of the same code give the same numbers to the last bit, so any
