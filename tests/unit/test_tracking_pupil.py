@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -12,7 +13,7 @@ import pytest
 from app.camera.base import GrayImage
 from app.camera.virtual_eye import PRESETS, GazeScript, render_eye
 from app.config.models import AlgorithmConfig, AlgorithmName
-from app.tracking.pupil.ellipse import ellipse_distance_px, signed_ellipse_distance_px
+from app.tracking.pupil.ellipse import ellipse_distance_px, shrunk, signed_ellipse_distance_px
 from app.tracking.pupil.tracker import PupilTracker
 from app.tracking.results import PupilResult
 
@@ -248,6 +249,27 @@ def test_tracking_keeps_the_centre_while_a_low_contrast_lid_rises_over_the_pupil
         assert result.confidence >= 0.5
         errors.append(np.hypot(result.x - cx, result.y - cy))
     assert max(errors) <= 1.0
+
+
+@pytest.mark.parametrize(("height", "width", "scale"), [(240, 240, 4), (480, 640, 8), (128, 128, 2), (408, 240, 4)])
+def test_shrunk_area_averages_whole_blocks(height: int, width: int, scale: int) -> None:
+    eye = render_eye(GazeScript(3).state_at(1.0), PRESETS["hard"], np.random.default_rng(3))[0]
+    gray = np.asarray(cv2.resize(eye, (width, height), interpolation=cv2.INTER_LINEAR), np.uint8)
+    small, factor = shrunk(gray, 64)
+    block_means = gray.reshape(height // scale, scale, width // scale, scale).mean(axis=(1, 3))
+    assert factor == scale
+    assert small.shape == block_means.shape
+    # Each halving rounds to the nearest grey level: at most half a level off per halving.
+    assert np.abs(small - block_means).max() <= 0.5 * math.log2(scale)
+
+
+def test_shrunk_keeps_whole_blocks_of_a_frame_not_divisible_by_its_factor() -> None:
+    gray = np.random.default_rng(5).integers(0, 256, (243, 250), dtype=np.uint8)
+    small, factor = shrunk(gray, 64)
+    block_means = gray[:240, :248].reshape(60, 4, 62, 4).mean(axis=(1, 3))
+    assert factor == 4
+    assert small.shape == (60, 62)
+    assert np.abs(small - block_means).max() <= 1.0
 
 
 def test_signed_ellipse_distance_is_negative_inside_and_positive_outside() -> None:
