@@ -155,7 +155,8 @@ def _grow_region(
     for _ in range(THRESHOLD_ITERATIONS + 1):
         if seed_value > threshold:
             return None
-        mask[:] = 0
+        # Only the last fill's box holds marks (OpenCV re-marks the mask's 1-pixel frame itself on every call).
+        inner[ry : ry + rh, rx : rx + rw] = 0
         # The fill's return value is the number of pixels it filled (into the cleared mask): the region's area.
         area, _, _, (rx, ry, rw, rh) = cv2.floodFill(
             roi, mask, (seed_x, seed_y), 0, (255,) * 4, (int(threshold) - seed_value,) * 4, _FLOOD_FLAGS
