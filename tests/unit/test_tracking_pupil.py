@@ -304,3 +304,13 @@ def test_a_frame_refines_at_most_the_budgeted_candidates(monkeypatch: pytest.Mon
     calls.clear()
     found = PupilTracker(AlgorithmConfig()).detect(draw_eye(120.0, 110.0, seed=3))  # a plain pupil: found at once
     assert found.confidence >= 0.9 and len(calls) <= 2
+
+
+def test_opencv_masked_copy_fills_a_strided_view_in_place() -> None:
+    # The ray fit fills the glints' box of its smoothed roi (a view) with cv2.copyTo and relies on it in place.
+    smooth = np.zeros((20, 20), np.float32)
+    glints = np.zeros((20, 20), np.uint8)
+    glints[5:8, 6:12] = 255
+    box = smooth[4:10, 5:14]
+    cv2.copyTo(np.full_like(box, 7.5), glints[4:10, 5:14], box)
+    assert np.array_equal(smooth, np.where(glints > 0, 7.5, 0.0).astype(np.float32))

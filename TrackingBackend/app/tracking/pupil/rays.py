@@ -101,13 +101,13 @@ def fit_rays(
     if contrast <= 0:
         return None
     smooth = np.asarray(cv2.GaussianBlur(roi, (RAY_BLUR_KSIZE, RAY_BLUR_KSIZE), 0), np.float32)
-    # Glints are inside the pupil or on its rim: never a crossing. They are a few small spots, so only their
-    # bounding box is looked at.
+    # Glints are inside the pupil or on its rim: never a crossing. Only their bounding box is looked at (the
+    # mask also holds any sclera or skin that bright, often most of the roi: OpenCV's masked copy is the cheap fill).
     gx, gy, gw, gh = cv2.boundingRect(glints)
     has_glints = gw > 0
     if has_glints:
         box = smooth[gy : gy + gh, gx : gx + gw]
-        box[glints[gy : gy + gh, gx : gx + gw] > 0] = inside_level
+        cv2.copyTo(np.full_like(box, inside_level), glints[gy : gy + gh, gx : gx + gw], box)
     near_glint = glints if has_glints else None
     level = inside_level + RAY_EDGE_FRACTION * contrast
     tolerance = RAY_IRIS_TOLERANCE * contrast
