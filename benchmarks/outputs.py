@@ -125,6 +125,11 @@ def compare(
     return identical, lines
 
 
+def _npz(path: Path | None) -> Path | None:
+    """The file numpy writes for `path`: it adds .npz to a name without it, so --compare finds what --save wrote."""
+    return path if path is None or path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench outputs", description=__doc__.split("\n\n")[0])
     action = parser.add_mutually_exclusive_group(required=True)
@@ -136,21 +141,23 @@ def main(argv: list[str]) -> int:
     import cv2
 
     cv2.setNumThreads(1)  # as in the tracker process
-    if args.compare is not None and not args.compare.is_file():
-        print(f"no saved results at {args.compare} (make them with --save)")
+    save, compare_with = _npz(args.save), _npz(args.compare)
+    if compare_with is not None and not compare_with.is_file():
+        print(f"no saved results at {compare_with} (make them with --save)")
         return 2
     frames = 60 if args.quick else args.frames
     results = collect(frames, real_data=not args.quick)
-    if args.save is not None:
+    if save is not None:
         arrays: dict[str, Any] = dict(results)  # (numpy's stub types the keywords as its allow_pickle flag)
-        np.savez_compressed(args.save, **arrays)
+        np.savez_compressed(save, **arrays)
         total = sum(len(rows) for rows in results.values())
-        print(f"saved the results of {total} frames in {len(results)} sets to {args.save}")
+        print(f"saved the results of {total} frames in {len(results)} sets to {save}")
         return 0
-    with np.load(args.compare) as saved:
+    assert compare_with is not None
+    with np.load(compare_with) as saved:
         before = {name: saved[name] for name in saved.files}
     identical, lines = compare(before, results)
-    print(f"pipeline results against {args.compare}:")
+    print(f"pipeline results against {compare_with}:")
     print("\n".join(lines))
     print("identical" if identical else "DIFFERENT")
     return 0 if identical else 1

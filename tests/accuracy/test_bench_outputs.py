@@ -32,6 +32,13 @@ def test_the_same_code_gives_identical_results_and_a_changed_frame_is_reported(
     assert out.rstrip().endswith("DIFFERENT")
 
 
+def test_a_name_without_npz_compares_with_the_file_save_wrote(tmp_path: Path) -> None:
+    # numpy adds .npz when saving; the same name given to --compare must find that file.
+    assert main(["--quick", "--save", str(tmp_path / "before")]) == 0
+    assert (tmp_path / "before.npz").is_file()
+    assert main(["--quick", "--compare", str(tmp_path / "before")]) == 0
+
+
 def test_a_missing_file_is_said_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--quick", "--compare", str(tmp_path / "none.npz")]) == 2
     assert "no saved results" in capsys.readouterr().out
