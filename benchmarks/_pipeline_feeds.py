@@ -1,6 +1,6 @@
 """The pipeline benchmark's outside world, each in its own process so its GIL never slows the measurement:
 an OSC receiver (UDP) that keeps the service's `/etvr/bench/latency` records, and a fake OpenIris camera
-(MJPEG over HTTP) streaming pre-rendered virtual-eye JPEGs at a given rate.
+(MJPEG over HTTP) streaming pre-rendered virtual-eye JPEGs, or the frames of a real eye clip, at a given rate.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
+from pathlib import Path
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -176,10 +177,27 @@ def render_jpegs(count: int, quality: int = 85, fps: float = RENDER_FPS) -> list
     return jpegs
 
 
-def _camera_main(fps: float, frame_count: int, control: Connection) -> None:
+def clip_jpegs(path: Path, count: int, quality: int = 85) -> list[bytes]:
+    """The first `count` frames of a real eye clip (grey, as an IR camera sends them), as JPEGs."""
+    import cv2
+
+    from benchmarks._accuracy_sets import read_clip
+
+    jpegs = []
+    for _, gray in read_clip(path, count):
+        ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if ok:
+            jpegs.append(encoded.tobytes())
+    if not jpegs:
+        raise RuntimeError(f"no frame could be read from {path}")
+    return jpegs
+
+
+def _camera_main(fps: float, frame_count: int, clip: Path | None, control: Connection) -> None:
     from tests.fakes.openiris_http import FakeOpenIrisHttpServer
 
-    server = FakeOpenIrisHttpServer(render_jpegs(frame_count), fps=fps).start()
+    frames = render_jpegs(frame_count) if clip is None else clip_jpegs(clip, frame_count)
+    server = FakeOpenIrisHttpServer(frames, fps=fps).start()
     control.send(server.url)
     while True:
         command = control.recv()
@@ -193,14 +211,15 @@ def _camera_main(fps: float, frame_count: int, control: Connection) -> None:
 class FakeCameraProcess:
     """A fake OpenIris MJPEG camera (tests/fakes/openiris_http.py) in a child; fps 0 = as fast as possible.
 
-    Every connection gets its own paced stream of the same frames, so several trackers can share one.
+    It streams `frame_count` virtual-eye frames in a loop, or with `clip` that video's first `frame_count`
+    frames. Every connection gets its own paced stream of the same frames, so several trackers can share one.
     """
 
-    def __init__(self, fps: float, frame_count: int = 360) -> None:
+    def __init__(self, fps: float, frame_count: int = 360, clip: Path | None = None) -> None:
         self.fps = fps
         self._control, child_end = SPAWN.Pipe()
         self._process: SpawnProcess = SPAWN.Process(
-            target=_camera_main, args=(fps, frame_count, child_end), name="bench-fake-camera", daemon=True
+            target=_camera_main, args=(fps, frame_count, clip, child_end), name="bench-fake-camera", daemon=True
         )
         self._process.start()
         child_end.close()

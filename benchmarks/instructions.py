@@ -1,6 +1,6 @@
 """The tracking pipeline's cost in CPU instructions per frame: a figure a shared, noisy machine cannot move.
 
-`python build.py bench instructions [--frames N] [--presets bench90,hard] [--quick]`
+`python build.py bench instructions [--frames N] [--presets bench90,hard,clip:demo3] [--quick]`
 
 CPU time per frame swings by 40 % from one run to the next on a shared VM, more than most optimisations gain.
 Valgrind's callgrind counts the instructions executed instead, which is repeatable to about 0.1 % for the same
@@ -9,6 +9,10 @@ under callgrind twice: once over WARM_UP_FRAMES frames (start-up, imports, the p
 once over those plus N more; the difference over N is the steady per-frame count. It says nothing about cold
 caches or waiting (the service's frames cost more than a back-to-back loop's): use it to compare two versions of
 the code, and `bench accuracy` / `bench pipeline` for the time a user sees.
+
+A preset `clip:NAME` runs the first frames of a real DIY eye clip from ../shared/data instead (a file name
+prefix): real eyes take more refinements a frame than the virtual eye. The default list has `clip:demo3` when the
+data is there.
 
 Needs `valgrind` on the PATH (Debian: apt-get install valgrind); skipped with a message otherwise. `--quick` runs
 the child once without valgrind (a smoke test of the harness). Each preset takes about two minutes under valgrind.
@@ -29,8 +33,17 @@ from pathlib import Path
 WARM_UP_FRAMES = 30
 DEFAULT_FRAMES = 200
 DEFAULT_PRESETS = ("bench90", "hard")
+DEFAULT_CLIP = "clip:demo3"
 SEED = 7
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def find_clip(preset: str) -> Path | None:
+    """The clip a `clip:NAME` preset names; None when ../shared/data has no such clip."""
+    from benchmarks._accuracy_sets import clip_paths
+
+    prefix = preset.removeprefix("clip:")
+    return next((path for path in clip_paths() if path.name.startswith(prefix)), None)
 
 
 def run_child(preset: str, frames: int) -> None:
@@ -43,12 +56,22 @@ def run_child(preset: str, frames: int) -> None:
     from app.tracking.pipeline import EyePipeline
 
     cv2.setNumThreads(1)
-    # Rendering happens before the pipeline's frames in both runs, so it cancels out of the difference as long as
-    # both render the same frames: always render the longer run's.
-    script, rng = GazeScript(SEED), np.random.default_rng(SEED)
-    fps = PRESETS[preset].fps
+    # Rendering (or decoding) happens before the pipeline's frames in both runs, so it cancels out of the difference
+    # as long as both make the same frames: always make the longer run's.
     total = WARM_UP_FRAMES + int(os.environ.get("ETVR_INSTRUCTIONS_RENDER", frames))
-    grays = [render_eye(script.state_at(i / fps), PRESETS[preset], rng)[0] for i in range(total)]
+    if preset.startswith("clip:"):
+        from benchmarks._accuracy_sets import read_clip
+
+        clip = find_clip(preset)
+        if clip is None:
+            raise SystemExit(f"no eye clip for {preset}")
+        timed = list(read_clip(clip, total))
+        fps = len(timed) / max(timed[-1][0], 1e-3) if len(timed) > 1 else 30.0
+        grays = [gray for _, gray in timed]
+    else:
+        script, rng = GazeScript(SEED), np.random.default_rng(SEED)
+        fps = PRESETS[preset].fps
+        grays = [render_eye(script.state_at(i / fps), PRESETS[preset], rng)[0] for i in range(total)]
     pipeline = EyePipeline(TrackerConfig())
     for index, gray in enumerate(grays[: WARM_UP_FRAMES + frames]):
         pipeline.process(gray, index / fps)
@@ -79,14 +102,19 @@ def callgrind_instructions(preset: str, frames: int, render: int) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench instructions", description=__doc__)
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="frames counted after the warm-up")
-    parser.add_argument("--presets", default=",".join(DEFAULT_PRESETS), help="virtual-eye presets, comma-separated")
+    parser.add_argument(
+        "--presets", default=None, help="virtual-eye presets or clip:NAME, comma-separated (bench90,hard,clip:demo3)"
+    )
     parser.add_argument("--quick", action="store_true", help="run the child once without valgrind (smoke test)")
     parser.add_argument("--child", nargs=2, metavar=("PRESET", "FRAMES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         run_child(args.child[0], int(args.child[1]))
         return 0
-    presets = [p for p in args.presets.split(",") if p]
+    presets = [p for p in args.presets.split(",") if p] if args.presets else [*DEFAULT_PRESETS, DEFAULT_CLIP]
+    for preset in [p for p in presets if p.startswith("clip:") and find_clip(p) is None]:
+        print(f"instructions: {preset} skipped (no such clip in ../shared/data)")
+        presets.remove(preset)
     if args.quick:
         started = time.perf_counter()
         for preset in presets:
