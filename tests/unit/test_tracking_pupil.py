@@ -314,3 +314,33 @@ def test_opencv_masked_copy_fills_a_strided_view_in_place() -> None:
     box = smooth[4:10, 5:14]
     cv2.copyTo(np.full_like(box, 7.5), glints[4:10, 5:14], box)
     assert np.array_equal(smooth, np.where(glints > 0, 7.5, 0.0).astype(np.float32))
+
+
+def test_edge_refit_around_the_region_matches_canny_over_the_whole_roi() -> None:
+    # The edge refit runs Canny only around the region (a margin past its band); on a roi with other edges far from
+    # the pupil (the iris rim, the lids) the refit must be what Canny over the whole roi gives.
+    from app.tracking.pupil import refine
+    from app.tracking.pupil.ellipse import as_u8, fit_ellipse, median
+
+    gray = draw_eye(120.0, 115.0, pupil_r=12.0, seed=5)
+    roi = gray[40:200, 40:200]
+    _, dark = cv2.threshold(roi, 60, 255, cv2.THRESH_BINARY_INV)
+    _, glints = cv2.threshold(roi, 230, 255, cv2.THRESH_BINARY)
+    initial: Any = ((80.0, 75.0), (22.0, 26.0), 0.0)
+
+    def whole_roi_refit() -> Any:
+        outer = as_u8(cv2.dilate(dark, refine._KERNEL_3, iterations=refine.EDGE_BAND_PX))
+        band = outer & ~as_u8(cv2.erode(dark, refine._KERNEL_3, iterations=refine.EDGE_BAND_PX))
+        edges = as_u8(cv2.Canny(roi, refine.CANNY_LOW, refine.CANNY_HIGH, L2gradient=True)) & band & ~glints
+        ys, xs = np.nonzero(edges)
+        points = np.column_stack([xs, ys]).astype(np.float64)
+        ellipse = initial
+        for _ in range(refine.EDGE_FIT_ITERATIONS):
+            distance = ellipse_distance_px(points, ellipse)
+            ellipse = fit_ellipse(points[distance < max(refine.EDGE_INLIER_PX, 2.0 * median(distance))])
+        return ellipse
+
+    found = refine._fit_edges(roi, dark, glints, initial)
+    assert found == whole_roi_refit()
+    (cx, cy), (w, h), _ = found
+    assert math.hypot(cx + 40 - 120.0, cy + 40 - 115.0) < 0.5 and abs((w + h) / 2 - 24.0) < 1.5
