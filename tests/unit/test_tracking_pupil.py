@@ -324,8 +324,8 @@ def test_edge_refit_around_the_region_matches_canny_over_the_whole_roi() -> None
 
     gray = draw_eye(120.0, 115.0, pupil_r=12.0, seed=5)
     roi = gray[40:200, 40:200]
-    _, dark = cv2.threshold(roi, 60, 255, cv2.THRESH_BINARY_INV)
-    _, glints = cv2.threshold(roi, 230, 255, cv2.THRESH_BINARY)
+    dark = as_u8(cv2.threshold(roi, 60, 255, cv2.THRESH_BINARY_INV)[1])
+    glints = as_u8(cv2.threshold(roi, 230, 255, cv2.THRESH_BINARY)[1])
     initial: Any = ((80.0, 75.0), (22.0, 26.0), 0.0)
 
     def whole_roi_refit() -> Any:
