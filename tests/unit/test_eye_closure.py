@@ -132,3 +132,25 @@ def test_a_network_that_cannot_load_leaves_blinks_to_the_lids() -> None:
     result = pipeline.process(_frames(1.0, "default", 5, 1)[0], 0.0)
     assert result.pupil.confidence >= 0.9 and result.closure == 0.0
     assert EyePipeline(TrackerConfig()).closure_problem == ""
+
+
+@pytest.mark.parametrize("shape", [(240, 240), (240, 408), (150, 200), (98, 128), (480, 640), (128, 128), (54, 104)])
+def test_the_networks_input_is_opencvs_area_shrink(shape: tuple[int, int]) -> None:
+    # Big frames whose sides are not whole multiples of the input take the integral-image way: the same area means,
+    # rounded to whole grey levels (a rounding tie may land on the other level).
+    import cv2
+
+    from app.tracking.eye_closure import INPUT_PX, area_shrunk
+
+    rng = np.random.default_rng(shape[0] * 1000 + shape[1])
+    gray = np.asarray(cv2.GaussianBlur(rng.integers(0, 256, shape).astype(np.uint8), (5, 5), 0), np.uint8)
+    gray[: shape[0] // 3, : shape[1] // 2] = 255  # a saturated block: large sums, and sharp box edges
+    expected = cv2.resize(gray, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = area_shrunk(gray, INPUT_PX)
+    assert small.shape == (INPUT_PX, INPUT_PX) and small.dtype == np.float32
+    # Where the two differ, the exact area mean (OpenCV's shrink of the frame in float64) is a tie between two levels.
+    exact = cv2.resize(gray.astype(np.float64), (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_AREA)
+    differs = small != expected
+    assert np.abs(small - expected).max() <= 1.0
+    assert np.all(np.abs(exact[differs] % 1.0 - 0.5) < 1e-3)
+    assert np.mean(differs) < 0.01

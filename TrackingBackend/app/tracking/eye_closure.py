@@ -13,7 +13,7 @@ pass other weights (e.g. a model trained without the subject it is scored on).
 from __future__ import annotations
 
 import math
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import cv2
@@ -24,6 +24,10 @@ INPUT_PX = 32
 MODEL_PATH = Path(__file__).resolve().parent / "models" / "eye_closure.onnx"
 # Gray levels are 0-255 here and 0-1 in training, whose normaliser adds 1/255 to the contrast.
 CONTRAST_FLOOR = 1.0
+# OpenCV's area shrink is fast when both factors are whole; otherwise it costs about 3 ns a source pixel (240 x 240
+# to 32 x 32: 150-230 us, 408 x 240: 290-450 us), while the area means through the frame's integral image cost a
+# fixed 35-90 us. Below this many pixels OpenCV's is the cheaper.
+INTEGRAL_SHRINK_MIN_PX = 12_000
 
 
 @cache
@@ -52,7 +56,7 @@ class EyeClosureClassifier:
     def closed_probability(self, gray: npt.NDArray[np.uint8]) -> float:
         if gray.size == 0 or self._net is None:
             return 0.0
-        small = cv2.resize(gray, (INPUT_PX, INPUT_PX), interpolation=cv2.INTER_AREA).astype(np.float32)
+        small = area_shrunk(gray, INPUT_PX)
         mean, std = cv2.meanStdDev(small)
         blob = (small - float(mean[0, 0])) * (1.0 / (float(std[0, 0]) + CONTRAST_FLOOR))
         self._net.setInput(blob.reshape(1, 1, INPUT_PX, INPUT_PX))
@@ -60,6 +64,32 @@ class EyeClosureClassifier:
         if logit < -30.0:  # exp overflow guard; the probability is 0 to float precision anyway
             return 0.0
         return 1.0 / (1.0 + math.exp(-logit))
+
+
+def area_shrunk(gray: npt.NDArray[np.uint8], side: int) -> npt.NDArray[np.float32]:
+    """`gray` area-averaged to side x side and rounded to whole grey levels: OpenCV's INTER_AREA shrink."""
+    height, width = gray.shape
+    whole = height % side == 0 and width % side == 0
+    if whole or height * width < INTEGRAL_SHRINK_MIN_PX or height < side or width < side or 32 % side:
+        return np.asarray(cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA), np.float32)
+    # A box's sum is four corners of the integral image, and between its samples the integral image is bilinear:
+    # OpenCV's bilinear remap reads the corners at fractional positions, exactly, since they fall on its 1/32-pixel
+    # grid (multiples of height / side, width / side with side dividing 32).
+    map_x, map_y, per_box = _box_corners(height, width, side)
+    integral = cv2.integral(gray, sdepth=cv2.CV_64F)
+    corners = cv2.remap(integral, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    sums = corners[1:, 1:] - corners[:-1, 1:] - corners[1:, :-1] + corners[:-1, :-1]
+    shrunk: npt.NDArray[np.float32] = np.rint(sums * per_box).astype(np.float32)
+    return shrunk
+
+
+@lru_cache(maxsize=8)
+def _box_corners(height: int, width: int, side: int) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
+    """Remap maps of the (side + 1)^2 box corners in a height x width frame, and 1 / a box's area."""
+    xs = (np.arange(side + 1) * (width / side)).astype(np.float32)
+    ys = (np.arange(side + 1) * (height / side)).astype(np.float32)
+    map_x, map_y = np.meshgrid(xs, ys)
+    return map_x, map_y, side * side / (height * width)
 
 
 # The classifier's flag turns on at CLOSING_ON and off under CLOSING_OFF; a pupil shown at least PLAIN_PUPIL plainly
