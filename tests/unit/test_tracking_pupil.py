@@ -344,3 +344,16 @@ def test_edge_refit_around_the_region_matches_canny_over_the_whole_roi() -> None
     assert found == whole_roi_refit()
     (cx, cy), (w, h), _ = found
     assert math.hypot(cx + 40 - 120.0, cy + 40 - 115.0) < 0.5 and abs((w + h) / 2 - 24.0) < 1.5
+
+
+def test_the_region_fit_that_keeps_the_tracked_size_beats_a_ray_fit_that_strays() -> None:
+    from app.tracking.pupil.refine import SIZE_KEPT, SIZE_STRAYED, _keeps_size
+
+    tracked: Any = ((50.0, 50.0), (40.0, 45.0), 30.0)
+    kept: Any = ((51.0, 52.0), (38.0, 45.0 * (1 + SIZE_KEPT / 2)), 40.0)
+    strayed: Any = ((52.0, 60.0), (40.0, 45.0 * (1 + SIZE_STRAYED * 1.5)), 10.0)  # a fit run down into the iris
+    assert _keeps_size(kept, strayed, tracked)
+    assert not _keeps_size(strayed, kept, tracked)
+    assert not _keeps_size(kept, kept, tracked)  # both keep the size: the scores alone decide
+    shrunk: Any = ((50.0, 50.0), (20.0, 45.0 * (1 - SIZE_STRAYED * 1.5)), 0.0)  # straying smaller counts too
+    assert _keeps_size(kept, shrunk, tracked)
