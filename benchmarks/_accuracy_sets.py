@@ -113,6 +113,11 @@ def clip_paths() -> list[Path]:
     return sorted(p for p in CLIPS_DIR.iterdir() if p.suffix.lower() in (".mp4", ".avi"))
 
 
+def find_clip(prefix: str) -> Path | None:
+    """The first clip whose file name starts with `prefix`; None when ../shared/data has none."""
+    return next((path for path in clip_paths() if path.name.startswith(prefix)), None)
+
+
 def read_clip(path: Path, max_frames: int) -> Iterator[tuple[float, GrayImage]]:
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0

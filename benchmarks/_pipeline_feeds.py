@@ -11,10 +11,12 @@ import select
 import socket
 import struct
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
 from pathlib import Path
+from typing import Any
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -162,32 +164,30 @@ def _stop_child(control: Connection, process: SpawnProcess) -> None:
     control.close()
 
 
-def render_jpegs(count: int, quality: int = 85, fps: float = RENDER_FPS) -> list[bytes]:
-    """`count` consecutive frames of the default virtual eye at `fps` of script time, as a camera sends them."""
+def _jpegs(timed_frames: Iterable[tuple[float, Any]], quality: int) -> list[bytes]:
     import cv2
 
-    from benchmarks._accuracy_sets import source_frames
-
     jpegs = []
-    # The eye moves, blinks and saccades as it would live.
-    for _, gray in source_frames("default", count, fps):
+    for _, gray in timed_frames:
         ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
         if ok:
             jpegs.append(encoded.tobytes())
     return jpegs
 
 
+def render_jpegs(count: int, quality: int = 85, fps: float = RENDER_FPS) -> list[bytes]:
+    """`count` consecutive frames of the default virtual eye at `fps` of script time, as a camera sends them."""
+    from benchmarks._accuracy_sets import source_frames
+
+    # The eye moves, blinks and saccades as it would live.
+    return _jpegs(source_frames("default", count, fps), quality)
+
+
 def clip_jpegs(path: Path, count: int, quality: int = 85) -> list[bytes]:
     """The first `count` frames of a real eye clip (grey, as an IR camera sends them), as JPEGs."""
-    import cv2
-
     from benchmarks._accuracy_sets import read_clip
 
-    jpegs = []
-    for _, gray in read_clip(path, count):
-        ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            jpegs.append(encoded.tobytes())
+    jpegs = _jpegs(read_clip(path, count), quality)
     if not jpegs:
         raise RuntimeError(f"no frame could be read from {path}")
     return jpegs

@@ -41,12 +41,11 @@ SEED = 7
 COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
 
-def find_clip(preset: str) -> Path | None:
+def preset_clip(preset: str) -> Path | None:
     """The clip a `clip:NAME` preset names; None when ../shared/data has no such clip."""
-    from benchmarks._accuracy_sets import clip_paths
+    from benchmarks._accuracy_sets import find_clip
 
-    prefix = preset.removeprefix("clip:")
-    return next((path for path in clip_paths() if path.name.startswith(prefix)), None)
+    return find_clip(preset.removeprefix("clip:"))
 
 
 def decode_clip(preset: str, count: int) -> list[npt.NDArray[np.uint8]]:
@@ -54,7 +53,7 @@ def decode_clip(preset: str, count: int) -> list[npt.NDArray[np.uint8]]:
     uses instructions valgrind does not know."""
     from benchmarks._accuracy_sets import read_clip
 
-    clip = find_clip(preset)
+    clip = preset_clip(preset)
     if clip is None:
         raise SystemExit(f"no eye clip for {preset}")
     return [gray for _, gray in read_clip(clip, count)]
@@ -127,7 +126,7 @@ def main(argv: list[str]) -> int:
         run_child(args.child[0], int(args.child[1]))
         return 0
     presets = [p for p in args.presets.split(",") if p] if args.presets else [*DEFAULT_PRESETS, DEFAULT_CLIP]
-    for preset in [p for p in presets if p.startswith("clip:") and find_clip(p) is None]:
+    for preset in [p for p in presets if p.startswith("clip:") and preset_clip(p) is None]:
         print(f"instructions: {preset} skipped (no such clip in ../shared/data)")
         presets.remove(preset)
     if args.quick:

@@ -45,7 +45,7 @@ import httpx
 import psutil
 from tests.support.service import REPO_ROOT, Service
 
-from benchmarks._accuracy_sets import CLIPS_DIR, clip_paths
+from benchmarks._accuracy_sets import CLIPS_DIR, find_clip
 from benchmarks._pipeline_feeds import BenchRecord, FakeCameraProcess, OscReceiver
 from benchmarks._pipeline_metrics import (
     ProcessTreeSampler,
@@ -583,7 +583,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     trackers = [int(t) for t in _parse_list(args.trackers, ("1", "2", "4"))]
     sources = _parse_list(args.sources, ("virtual", "mjpeg", "clip"))
-    clip = _find_clip(args.clip) if "clip" in sources else None
+    clip = find_clip(args.clip) if "clip" in sources else None
     if "clip" in sources and clip is None:
         print(f"no eye clip named {args.clip}* in {CLIPS_DIR}: the clip source is skipped", flush=True)
         sources = [s for s in sources if s != "clip"]
@@ -658,11 +658,6 @@ def main(argv: list[str]) -> int:
     json_path.write_text(json.dumps(_finite(report), indent=2, default=str))
     _print_report(report, json_path)
     return 0
-
-
-def _find_clip(prefix: str) -> Path | None:
-    """The first clip of ../shared/data whose file name starts with `prefix`; None without the data."""
-    return next((path for path in clip_paths() if path.name.startswith(prefix)), None)
 
 
 def _finite(value: Any) -> Any:
