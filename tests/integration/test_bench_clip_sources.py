@@ -59,7 +59,8 @@ def test_instructions_runs_a_real_clip_preset(capsys: pytest.CaptureFixture[str]
 def test_the_fake_camera_streams_a_clip_over_http(tmp_path: Path) -> None:
     video = tmp_path / "eye.avi"
     _write_video(video, [np.full((54, 104), level, np.uint8) for level in (60, 120, 180)])
-    camera = FakeCameraProcess(100.0, 3, video)
+    # Slow enough that the reader, which takes the newest frame, never skips one (all three levels must show).
+    camera = FakeCameraProcess(20.0, 3, video)
     try:
         source = MjpegHttpSource(camera.url)
         source.open()
