@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import cast
 
 import cv2
 import numpy as np
@@ -67,9 +68,12 @@ _ANGLES = np.linspace(0.0, 2.0 * np.pi, RAY_COUNT, endpoint=False)
 _RAY_COS, _RAY_SIN = np.cos(_ANGLES), np.sin(_ANGLES)
 _ROWS = np.arange(RAY_COUNT)
 _WINDOW = np.arange(-RAY_GRADIENT_WINDOW - 1, RAY_GRADIENT_WINDOW + 2)
+_SLOPES = len(_WINDOW) - 1
+_NEIGHBOURS = np.arange(-1, 2)
 _IRIS_OFFSETS = np.asarray([round(step / RAY_STEP_PX) for step in RAY_IRIS_STEPS_PX])
 _GLINT_GAP = round(RAY_GLINT_GAP_PX / RAY_STEP_PX)
-_GLINT_OFFSETS = np.arange(-_GLINT_GAP, _GLINT_GAP + 1)
+# A glint within _GLINT_GAP samples of a crossing, as one row-wise dilation (its border never adds a glint).
+_GLINT_KERNEL = np.ones((1, 2 * _GLINT_GAP + 1), np.uint8)
 
 
 @lru_cache(maxsize=64)
@@ -102,12 +106,12 @@ def fit_rays(
         return None
     smooth = np.asarray(cv2.GaussianBlur(roi, (RAY_BLUR_KSIZE, RAY_BLUR_KSIZE), 0), np.float32)
     # Glints are inside the pupil or on its rim: never a crossing. Only their bounding box is looked at (the
-    # mask also holds any sclera or skin that bright, often most of the roi: OpenCV's masked copy is the cheap fill).
+    # mask also holds any sclera or skin that bright, often most of the roi).
     gx, gy, gw, gh = cv2.boundingRect(glints)
     has_glints = gw > 0
     if has_glints:
-        box = smooth[gy : gy + gh, gx : gx + gw]
-        cv2.copyTo(np.full_like(box, inside_level), glints[gy : gy + gh, gx : gx + gw], box)
+        mask = cast("npt.NDArray[np.bool_]", glints[gy : gy + gh, gx : gx + gw])  # putmask takes any nonzero
+        np.putmask(smooth[gy : gy + gh, gx : gx + gw], mask, inside_level)
     near_glint = glints if has_glints else None
     level = inside_level + RAY_EDGE_FRACTION * contrast
     tolerance = RAY_IRIS_TOLERANCE * contrast
@@ -145,24 +149,30 @@ def _rim(
     profiles = np.asarray(
         cv2.remap(smooth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), np.float32
     )
-    last = profiles.shape[1] - 1
+    # Samples are picked from the flat profiles by flat index (`take`): far cheaper than 2-D fancy indexing on
+    # arrays this small.
+    samples = profiles.shape[1]
+    last = samples - 1
+    flat = profiles.ravel()
+    row_start = _ROWS * samples
     first = (profiles >= level).argmax(axis=1)
-    crossing = first[:, None]
+    crossing_at = row_start + first
     # The crossing must be a real one, every sample a few pixels on iris-grey, and no glint next to it.
-    outside = profiles[_ROWS[:, None], np.minimum(crossing + _IRIS_OFFSETS, last)]
-    ok = (first > 0) & (np.abs(outside - iris_level).max(axis=1) <= tolerance)
+    off_iris = flat.take(np.minimum(first[:, None] + _IRIS_OFFSETS, last) + row_start[:, None])
+    off_iris -= np.float32(iris_level)
+    ok = (first > 0) & (np.abs(off_iris, out=off_iris).max(axis=1) <= tolerance)
     if glints is not None:
         near = cv2.remap(glints, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
-        ok &= ~near[_ROWS[:, None], np.minimum(np.maximum(crossing + _GLINT_OFFSETS, 0), last)].any(axis=1)
+        ok &= cv2.dilate(near, _GLINT_KERNEL).ravel().take(crossing_at) == 0
     rays = ok.nonzero()[0]
     if len(rays) < RAY_MIN_POINTS:
         return None
-    profiles, first = profiles[rays], first[rays]
+    first = first[rays]
     if steepest:
-        dist = _steepest_rise_px(profiles, first)
+        dist = _steepest_rise_px(flat, row_start[rays], first, last)
     else:
-        rows = np.arange(len(rays))
-        before, after = profiles[rows, first - 1], profiles[rows, first]
+        at = crossing_at[rays]
+        before, after = flat.take(at - 1), flat.take(at)
         dist = (first - 1 + (level - before) / np.maximum(after - before, 1e-3)) * RAY_STEP_PX
     points = np.empty((len(rays), 2), np.float32)
     points[:, 0] = cx + _RAY_COS[rays] * dist
@@ -170,22 +180,26 @@ def _rim(
     return points, rays
 
 
-def _steepest_rise_px(profiles: npt.NDArray[np.float32], crossing: npt.NDArray[np.intp]) -> npt.NDArray[np.float64]:
-    """Distance along each ray of the steepest rise within the window around its crossing, sub-sample."""
-    last = profiles.shape[1] - 1
+def _steepest_rise_px(
+    flat: npt.NDArray[np.float32], row_start: npt.NDArray[np.intp], crossing: npt.NDArray[np.intp], last: int
+) -> npt.NDArray[np.float64]:
+    """Distance along each ray (profiles flattened, each ray's first sample at `row_start`) of the steepest rise
+    within the window around its crossing, sub-sample."""
     # Samples crossing - W - 1 .. crossing + W + 1: the slopes between them, one extra on each side for the
     # parabola through the peak and its neighbours.
     index = np.minimum(np.maximum(crossing[:, None] + _WINDOW, 0), last)
-    rows = np.arange(len(crossing))
-    values = profiles[rows[:, None], index]
+    values = flat.take(index + row_start[:, None])
     slope = values[:, 1:] - values[:, :-1]  # slope[:, j] lies between samples index[:, j] and index[:, j + 1]
-    peak = slope[:, 1:-1].argmax(axis=1) + 1
-    left, mid, right = slope[rows, peak - 1], slope[rows, peak], slope[rows, peak + 1]
+    count = len(crossing)
+    # Flat positions of each row's peak slope.
+    peak_at = slope[:, 1:-1].argmax(axis=1) + np.arange(1, count * _SLOPES, _SLOPES)
+    left, mid, right = slope.ravel().take(peak_at[:, None] + _NEIGHBOURS).T
     curvature = left - 2.0 * mid + right
     peaked = curvature < 0  # else the rise is flat-topped: no sub-sample shift
     shift = np.where(peaked, 0.5 * (left - right) / np.where(peaked, curvature, -1.0), 0.0)
     shift = np.minimum(np.maximum(shift, -0.5), 0.5)
-    distance: npt.NDArray[np.float64] = (index[rows, peak] + 0.5 + shift) * RAY_STEP_PX
+    # index has one column more than slope: the peak's row-major position there is peak_at + its row.
+    distance: npt.NDArray[np.float64] = (index.ravel().take(peak_at + np.arange(count)) + 0.5 + shift) * RAY_STEP_PX
     return distance
 
 
