@@ -14,6 +14,7 @@ from app.camera.base import GrayImage
 from app.camera.virtual_eye import PRESETS, GazeScript, render_eye
 from app.config.models import AlgorithmConfig, AlgorithmName
 from app.tracking.pupil.ellipse import ellipse_distance_px, shrunk, signed_ellipse_distance_px
+from app.tracking.pupil.haar import haar_candidates
 from app.tracking.pupil.tracker import PupilTracker
 from app.tracking.results import PupilResult
 
@@ -357,3 +358,26 @@ def test_the_region_fit_that_keeps_the_tracked_size_beats_a_ray_fit_that_strays(
     assert not _keeps_size(kept, kept, tracked)  # both keep the size: the scores alone decide
     shrunk: Any = ((50.0, 50.0), (20.0, 45.0 * (1 - SIZE_STRAYED * 1.5)), 0.0)  # straying smaller counts too
     assert _keeps_size(kept, shrunk, tracked)
+
+
+def test_haar_candidates_keep_a_weaker_spot_when_asked_for_several_peaks_per_radius() -> None:
+    image = np.full((60, 80), 150, np.uint8)
+    cv2.circle(image, (15, 15), 6, 10, -1)  # the darkest spot: the best peak of every radius
+    cv2.circle(image, (60, 40), 6, 60, -1)
+    near = [(round(h.x), round(h.y)) for h in haar_candidates(image, [3, 5], None, 4)]
+    assert all(math.hypot(x - 15, y - 15) < 3 for x, y in near)
+    several = [(round(h.x), round(h.y)) for h in haar_candidates(image, [3, 5], None, 4, peaks_per_radius=2)]
+    assert any(math.hypot(x - 60, y - 40) < 3 for x, y in several)
+
+
+def test_an_unsure_track_on_a_grey_spot_escapes_to_the_clear_pupil_elsewhere() -> None:
+    gray = draw_eye(cx=120.0, cy=115.0)
+    tracker = PupilTracker(AlgorithmConfig())
+    # An unsure find on the skin at the frame's corner, as a track locked onto a shadow gives.
+    shadow = PupilResult(225.0, 20.0, 16.0, 24.0, 0.0, 0.75, "HSRAC")
+    escaped = tracker._escape(gray, shadow)
+    assert math.hypot(escaped.x - 120.0, escaped.y - 115.0) < 1.0
+    assert escaped.confidence >= 0.9
+    # An unsure find on the pupil itself is kept: nothing else is a darker, clearer pupil.
+    partial = PupilResult(120.5, 115.0, 32.0, 30.0, 0.0, 0.75, "HSRAC")
+    assert tracker._escape(gray, partial) is partial

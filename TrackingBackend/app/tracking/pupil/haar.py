@@ -50,8 +50,11 @@ def haar_candidates(
     radii_px: list[int],
     window: tuple[int, int, int, int] | None = None,
     max_candidates: int = 4,
+    peaks_per_radius: int = 1,
 ) -> list[HaarHit]:
-    """The best peak per radius (inside `window` = (x0, y0, x1, y1), half-open), strongest first, deduplicated."""
+    """The best `peaks_per_radius` peaks per radius (inside `window` = (x0, y0, x1, y1), half-open), strongest
+    first, deduplicated. More than one per radius: local maxima (each the largest within the radius around it), as
+    the strongest dark spot (a shadow at the frame's edge) can hold the best peak of every radius."""
     height, width = gray.shape
     x0, y0, x1, y1 = window if window is not None else (0, 0, width, height)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
@@ -67,14 +70,27 @@ def haar_candidates(
     hits: list[HaarHit] = []
     for radius in radii_px:
         response = haar_response(image, radius)[wy0:wy1, wx0:wx1]
-        _, value, _, (col, row) = cv2.minMaxLoc(response)
-        hits.append(HaarHit(float(col + x0), float(row + y0), float(radius), float(value)))
+        if peaks_per_radius <= 1:
+            _, value, _, (col, row) = cv2.minMaxLoc(response)
+            hits.append(HaarHit(float(col + x0), float(row + y0), float(radius), float(value)))
+            continue
+        hits.extend(_peaks(response, radius, peaks_per_radius, x0, y0))
     hits.sort(key=lambda hit: -hit.response)
     unique: list[HaarHit] = []
     for hit in hits:
         if all(np.hypot(hit.x - u.x, hit.y - u.y) > 0.5 * min(hit.radius_px, u.radius_px) for u in unique):
             unique.append(hit)
     return unique[:max_candidates]
+
+
+def _peaks(response: npt.NDArray[np.float32], radius: int, count: int, x0: int, y0: int) -> list[HaarHit]:
+    """The `count` strongest local maxima of `response` (each the largest within `radius` of it)."""
+    side = 2 * radius + 1
+    peak = response >= cv2.dilate(response, np.ones((side, side), np.uint8))
+    rows, cols = np.nonzero(peak)
+    values = response[rows, cols]
+    order = np.argsort(-values, kind="stable")[:count]
+    return [HaarHit(float(cols[k] + x0), float(rows[k] + y0), float(radius), float(values[k])) for k in order]
 
 
 def radii_for(side_px: int, min_frac: float = 0.03, max_frac: float = 0.1, count: int = 5) -> list[int]:

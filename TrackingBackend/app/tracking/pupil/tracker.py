@@ -54,6 +54,21 @@ CONTINUE_SIZE = 0.2
 MAX_REFINES_PER_FRAME = 6
 # A candidate inside (the inscribed circle of) a pupil found this confidently is not refined again.
 DEDUPE_CONFIDENCE = 0.9
+# A pupil tracked less surely than ESCAPE_BELOW for ESCAPE_AFTER frames in a row (then every ESCAPE_EVERY-th such
+# frame) may be a shadow the track locked onto while the pupil shows elsewhere: the strongest ESCAPE_CANDIDATES
+# whole-frame peaks outside it (ESCAPE_PEAKS_PER_RADIUS per Haar radius, as the strongest shadow can hold the
+# best peak of every radius) are refined, and one ESCAPE_MARGIN more confident (and at least ESCAPE_BELOW) wins.
+ESCAPE_BELOW = 0.9
+ESCAPE_AFTER = 2
+ESCAPE_EVERY = 6
+ESCAPE_CANDIDATES = 2
+ESCAPE_PEAKS_PER_RADIUS = 3
+ESCAPE_MARGIN = 0.1
+# ... and lies outside the tracked find (another fit of the same pupil is not what this looks for), is not much
+# smaller than it (a tiny dark fleck by a glint or a lash outlines clearly too).
+ESCAPE_MIN_SIZE = 0.8
+# ... and is darker inside (median grey of its inner part, glints aside) than the tracked find, by at least this.
+ESCAPE_DARKER_GREY = 0.0
 UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
 
 
@@ -77,6 +92,8 @@ class PupilTracker:
         ]
         self._last: PupilResult | None = None
         self._refines_left = MAX_REFINES_PER_FRAME
+        self._refined: dict[AlgorithmName, set[Candidate]] = {}  # candidates refined this frame, by algorithm
+        self._unsure = 0  # frames in a row with a pupil found less surely than ESCAPE_BELOW
         # Candidates refined so far, all frames: what a frame costs is mostly its refinements (about 1 a frame on a
         # steadily tracked eye, 2-3 on hard real footage).
         self.refinements = 0
@@ -94,6 +111,7 @@ class PupilTracker:
         best = PupilResult.none()
         candidates: dict[bool, list[Candidate]] = {}
         self._refines_left = max_refines
+        self._refined = {}
         for name in self.config.algorithm_order:
             if name in UNAVAILABLE_ALGORITHMS:
                 continue
@@ -102,8 +120,46 @@ class PupilTracker:
                 best = result
             if result.confidence >= threshold:
                 break
+        self._unsure = self._unsure + 1 if threshold <= best.confidence < ESCAPE_BELOW else 0
+        if self._unsure >= ESCAPE_AFTER and (self._unsure - ESCAPE_AFTER) % ESCAPE_EVERY == 0:
+            best = self._escape(gray, best)
         self._last = best if best.confidence >= threshold else None
         return best
+
+    def _escape(self, gray: GrayU8, best: PupilResult) -> PupilResult:
+        """`best`, or a clearly more confident pupil at one of the strongest whole-frame peaks outside it."""
+        name = next((n for n in self.config.algorithm_order if n not in UNAVAILABLE_ALGORITHMS), None)
+        if name is None or name == AlgorithmName.BLOB:
+            return best
+        reach = max(best.ellipse_w, best.ellipse_h) / 2.0
+        min_size = ESCAPE_MIN_SIZE * math.sqrt(best.ellipse_w * best.ellipse_h)
+        level = inner_level(gray, best) - ESCAPE_DARKER_GREY
+        seen = self._refined.setdefault(name, set())
+        # Only peaks outside the tracked find, not refined this frame, whose inner square is already darker than the
+        # tracked find's inside (a cheap look: most frames refine nothing more).
+        chosen = [
+            c
+            for c in coarse_candidates(gray, None, ESCAPE_PEAKS_PER_RADIUS)
+            if math.hypot(c.x - best.x, c.y - best.y) >= reach and c not in seen and _box_level(gray, c) <= level
+        ]
+        found = best
+        for candidate in chosen[:ESCAPE_CANDIDATES]:
+            if self._refines_left <= 0:
+                break
+            self._refines_left -= 1
+            self.refinements += 1
+            result = run_on_candidate(name, gray, candidate, None)
+            if (
+                result.confidence >= max(best.confidence + ESCAPE_MARGIN, ESCAPE_BELOW)
+                and result.confidence > found.confidence
+                and math.hypot(result.x - best.x, result.y - best.y) >= reach
+                and math.sqrt(result.ellipse_w * result.ellipse_h) >= min_size
+                and inner_level(gray, result) <= level
+            ):
+                found = result
+        if found is not best:
+            self._unsure = 0
+        return found
 
     def _continues(self, found: PupilResult) -> bool:
         """A confident find that continues the tracked pupil ends the search (no other candidate is tried)."""
@@ -126,7 +182,7 @@ class PupilTracker:
         scopes = [True, False] if self._last is not None else [False]
         best = PupilResult.none(name.value)
         tried: list[PupilResult] = []
-        seen: set[Candidate] = set()
+        seen = self._refined.setdefault(name, set())
         for local in scopes:
             for candidate in islice(self._candidates(gray, local, cache), 1 if name == AlgorithmName.HSF else None):
                 # The whole-frame search often finds the window's candidates again: same input, same result. And a
@@ -158,14 +214,40 @@ def _similar(found: PupilResult, last: PupilResult) -> bool:
     return moved < CONTINUE_MOVE * last_size and abs(size - last_size) < CONTINUE_SIZE * last_size
 
 
+def inner_level(gray: GrayU8, pupil: PupilResult, fraction: float = 0.7) -> float:
+    """Median grey inside the pupil's ellipse shrunk by `fraction` (the rim and most glints left out); 255 if none."""
+    height, width = gray.shape
+    half_w, half_h = fraction * pupil.ellipse_w / 2.0, fraction * pupil.ellipse_h / 2.0
+    reach = max(half_w, half_h)
+    x0, y0 = max(int(pupil.x - reach), 0), max(int(pupil.y - reach), 0)
+    x1, y1 = min(int(pupil.x + reach) + 2, width), min(int(pupil.y + reach) + 2, height)
+    if x1 <= x0 or y1 <= y0:
+        return 255.0
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    ellipse = ((pupil.x - x0, pupil.y - y0), (2.0 * half_w, 2.0 * half_h), pupil.angle_deg)
+    cv2.ellipse(mask, ellipse, 255, -1)
+    inside = gray[y0:y1, x0:x1][mask > 0]
+    return float(np.median(inside)) if inside.size else 255.0
+
+
+def _box_level(gray: GrayU8, candidate: Candidate) -> float:
+    """Median grey of the candidate's inner Haar square."""
+    height, width = gray.shape
+    half = max(int(candidate.radius_px), 1)
+    x, y = int(candidate.x + 0.5), int(candidate.y + 0.5)
+    box = gray[max(y - half, 0) : min(y + half + 1, height), max(x - half, 0) : min(x + half + 1, width)]
+    return float(np.median(box)) if box.size else 255.0
+
+
 def _inside(candidate: Candidate, found: PupilResult) -> bool:
     """Whether the candidate's centre lies within the found ellipse's inscribed circle."""
     inner_radius = min(found.ellipse_w, found.ellipse_h) / 2.0
     return math.hypot(candidate.x - found.x, candidate.y - found.y) < inner_radius
 
 
-def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Candidate]:
-    """Haar peaks on a shrunk frame (inside a window around `near` when given), in full-resolution pixels."""
+def coarse_candidates(gray: GrayU8, near: PupilResult | None = None, peaks_per_radius: int = 1) -> list[Candidate]:
+    """Haar peaks on a shrunk frame (inside a window around `near` when given), in full-resolution pixels: the best
+    one per radius, or `peaks_per_radius`, strongest first (MAX_CANDIDATES of them, or that many per radius)."""
     small, scale = shrunk(gray, COARSE_SIDE_PX)
     window: tuple[int, int, int, int] | None = None
     if near is not None:
@@ -176,7 +258,9 @@ def coarse_candidates(gray: GrayU8, near: PupilResult | None = None) -> list[Can
             int(near.x / scale + reach) + 1,
             int(near.y / scale + reach) + 1,
         )
-    hits: list[HaarHit] = haar_candidates(small, radii_for(min(small.shape)), window, MAX_CANDIDATES)
+    hits: list[HaarHit] = haar_candidates(
+        small, radii_for(min(small.shape)), window, MAX_CANDIDATES * peaks_per_radius, peaks_per_radius
+    )
     offset = scale / 2.0 - 0.5
     return [Candidate(h.x * scale + offset, h.y * scale + offset, h.radius_px * scale, h.response) for h in hits]
 
