@@ -381,3 +381,51 @@ def test_an_unsure_track_on_a_grey_spot_escapes_to_the_clear_pupil_elsewhere() -
     # An unsure find on the pupil itself is kept: nothing else is a darker, clearer pupil.
     partial = PupilResult(120.5, 115.0, 32.0, 30.0, 0.0, 0.75, "HSRAC")
     assert tracker._escape(gray, partial) is partial
+
+
+def test_a_tracked_pupil_reuses_its_ray_recentring_and_finds_the_same_pupil() -> None:
+    from app.tracking.pupil.refine import RECENTRE_REUSES, RecentreMemo, refine_pupil
+
+    memo = RecentreMemo()
+    first = refine_pupil(draw_eye(cx=120.3, cy=115.6), 120.0, 116.0, 14.0, "HSRAC", None, memo)
+    assert first.confidence >= 0.95 and memo.offset is not None and memo.reuses == 0
+    # The next frames, the pupil a little moved: the same pupil as a full refinement finds, without a first pass.
+    prior = first
+    for step in range(1, RECENTRE_REUSES + 2):
+        gray = draw_eye(cx=120.3 + 0.4 * step, cy=115.6 - 0.3 * step, seed=step)
+        reused = refine_pupil(gray, prior.x, prior.y, 14.0, "HSRAC", prior, memo)
+        full = refine_pupil(gray, prior.x, prior.y, 14.0, "HSRAC", prior)
+        assert math.hypot(reused.x - full.x, reused.y - full.y) < 0.05
+        assert abs(reused.ellipse_w - full.ellipse_w) < 0.1 and reused.confidence >= 0.95
+        assert memo.reuses == (step if step <= RECENTRE_REUSES else 0)  # then a fresh first pass
+        prior = reused
+
+
+def test_the_ray_recentring_is_not_reused_for_an_unsure_pupil_or_a_changed_region() -> None:
+    from app.tracking.pupil.refine import RecentreMemo
+
+    memo = RecentreMemo()
+    memo.record(800.0, (100.0, 100.0), False, (101.0, 99.5))
+    sure = PupilResult(101.0, 99.5, 32.0, 32.0, 0.0, 0.97, "HSRAC")
+    assert memo.recentred(810.0, (103.0, 100.0), sure) == (104.0, 99.5)  # the offset moves with the region
+    assert memo.recentred(900.0, (103.0, 100.0), sure) is None  # the region grew: a lid lifted, or another shape
+    unsure = PupilResult(101.0, 99.5, 32.0, 32.0, 0.0, 0.8, "HSRAC")
+    assert memo.recentred(800.0, (100.0, 100.0), unsure) is None  # a partly hidden pupil re-centres every frame
+    memo.record(800.0, (100.0, 100.0), False, None)  # a first pass that could not re-centre forgets the point
+    assert memo.recentred(800.0, (100.0, 100.0), sure) is None
+
+
+def test_a_reused_recentring_far_off_the_pupils_centre_is_rejected_by_the_ray_fit() -> None:
+    from app.tracking.pupil.rays import RECENTRE_AGREE_PX, fit_rays
+
+    gray = draw_eye(cx=60.3, cy=55.6, size=120)
+    glints = np.zeros_like(gray)
+    args = (gray, (60.0, 56.0), 22.0, 20.0, 110.0, glints)
+    full = fit_rays(*args)
+    assert full.ellipse is not None and full.recentred is not None and not full.reused
+    near = fit_rays(*args, None, full.recentred)
+    assert near.reused and near.ellipse is not None
+    assert math.hypot(near.ellipse[0][0] - full.ellipse[0][0], near.ellipse[0][1] - full.ellipse[0][1]) < 0.05
+    off = (full.recentred[0] + 3.0 * RECENTRE_AGREE_PX, full.recentred[1])
+    rejected = fit_rays(*args, None, off)
+    assert not rejected.reused and rejected == full  # the first pass ran after all: the full fit's result

@@ -19,6 +19,7 @@ whose axes are closest to it wins.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import cast
 
@@ -63,6 +64,8 @@ OCCLUSION_GAIN = 0.05
 # the tracked pupil's centre; fits within PRIOR_SLACK x the rim points of the best explain "about as many".
 PRIOR_SLACK = 0.05
 PRIOR_MAX_MOVE = 0.25
+# A fit cast from a known re-centred point (no first pass) is kept when its centre lands this close to the point.
+RECENTRE_AGREE_PX = 1.0
 
 _ANGLES = np.linspace(0.0, 2.0 * np.pi, RAY_COUNT, endpoint=False)
 _RAY_COS, _RAY_SIN = np.cos(_ANGLES), np.sin(_ANGLES)
@@ -74,6 +77,16 @@ _IRIS_OFFSETS = np.asarray([round(step / RAY_STEP_PX) for step in RAY_IRIS_STEPS
 _GLINT_GAP = round(RAY_GLINT_GAP_PX / RAY_STEP_PX)
 # A glint within _GLINT_GAP samples of a crossing, as one row-wise dilation (its border never adds a glint).
 _GLINT_KERNEL = np.ones((1, 2 * _GLINT_GAP + 1), np.uint8)
+
+
+@dataclass(frozen=True, slots=True)
+class RayFit:
+    """`fit_rays`' result: the ellipse (None when too few rays found the rim); the re-centred point its rays were
+    cast from (None when they were cast from `start`); whether that point was the caller's `recentred`."""
+
+    ellipse: Ellipse | None
+    recentred: tuple[float, float] | None
+    reused: bool = False
 
 
 @lru_cache(maxsize=64)
@@ -93,17 +106,20 @@ def fit_rays(
     iris_level: float,
     glints: GrayU8,
     prior: Ellipse | None = None,
-) -> Ellipse | None:
+    recentred: tuple[float, float] | None = None,
+) -> RayFit:
     """The pupil ellipse from rays cast from `start` (inside the pupil) in `roi`; None when too few rays
     find an iris-bordered edge. `glints` marks (dilated) glint pixels; `prior` is the pupil tracked in the
     previous frame, in `roi` coordinates.
 
     A first pass from `start` only re-centres (plain level crossings, one fit); the second, from that centre,
-    hits the rim square on and gives the result.
+    hits the rim square on and gives the result. A caller that knows the re-centred point already (`recentred`: the
+    last frame's, see app.tracking.pupil.refine.RecentreMemo) skips the first pass; the result is kept if its
+    centre lies within RECENTRE_AGREE_PX of that point, as it would after a first pass of its own.
     """
     contrast = iris_level - inside_level
     if contrast <= 0:
-        return None
+        return RayFit(None, None)
     smooth = np.asarray(cv2.GaussianBlur(roi, (RAY_BLUR_KSIZE, RAY_BLUR_KSIZE), 0), np.float32)
     # Glints are inside the pupil or on its rim: never a crossing. Only their bounding box is looked at (the
     # mask also holds any sclera or skin that bright, often most of the roi).
@@ -117,18 +133,31 @@ def fit_rays(
     tolerance = RAY_IRIS_TOLERANCE * contrast
     sample_count = int((RAY_REACH * reach_px + RAY_REACH_MARGIN_PX) / RAY_STEP_PX)
     offsets_x, offsets_y = _ray_offsets(sample_count)
+    if recentred is not None and _inside_dark(smooth, recentred, level):
+        rim = _rim(smooth, recentred, offsets_x, offsets_y, level, iris_level, tolerance, near_glint, True)
+        if rim is not None:
+            ellipse = _occlusion_fit(rim[0], rim[1], prior)
+            (ex, ey), _, _ = ellipse
+            if math.hypot(ex - recentred[0], ey - recentred[1]) <= RECENTRE_AGREE_PX:
+                return RayFit(ellipse, recentred, reused=True)
     rim = _rim(smooth, start, offsets_x, offsets_y, level, iris_level, tolerance, near_glint, False)
     if rim is None:
-        return None
-    (cx, cy), _, _ = fit_ellipse(rim[0])
-    height, width = smooth.shape
-    if not (0 <= cx < width and 0 <= cy < height and smooth[int(cy), int(cx)] < level):
-        cx, cy = start
-    rim = _rim(smooth, (cx, cy), offsets_x, offsets_y, level, iris_level, tolerance, near_glint, True)
-    if rim is None and (cx, cy) != start:
+        return RayFit(None, None)
+    centre, _, _ = fit_ellipse(rim[0])
+    recentred_at = centre if _inside_dark(smooth, centre, level) else None
+    rim = _rim(smooth, recentred_at or start, offsets_x, offsets_y, level, iris_level, tolerance, near_glint, True)
+    if rim is None and recentred_at is not None:
         # The first fit can land outside the pupil on a glint (glints read as pupil in `smooth`).
+        recentred_at = None
         rim = _rim(smooth, start, offsets_x, offsets_y, level, iris_level, tolerance, near_glint, True)
-    return None if rim is None else _occlusion_fit(rim[0], rim[1], prior)
+    return RayFit(None if rim is None else _occlusion_fit(rim[0], rim[1], prior), recentred_at)
+
+
+def _inside_dark(smooth: npt.NDArray[np.float32], point: tuple[float, float], level: float) -> bool:
+    """Whether `point` lies in `smooth` and reads darker than the rim's `level` there (inside the pupil)."""
+    height, width = smooth.shape
+    x, y = point
+    return 0 <= x < width and 0 <= y < height and bool(smooth[int(y), int(x)] < level)
 
 
 def _rim(

@@ -24,7 +24,7 @@ from app.tracking.pupil.blob import detect_pupil_blob
 from app.tracking.pupil.ellipse import outline_confidence, shrunk
 from app.tracking.pupil.haar import HaarHit, haar_candidates, radii_for
 from app.tracking.pupil.ransac import ransac_pupil
-from app.tracking.pupil.refine import refine_pupil
+from app.tracking.pupil.refine import RecentreMemo, refine_pupil
 from app.tracking.results import PupilResult
 
 GrayU8 = npt.NDArray[np.uint8]
@@ -80,6 +80,7 @@ class Candidate:
     y: float
     radius_px: float
     response: float
+    tracked: bool = False  # the tracked pupil itself, refined again
 
 
 class PupilTracker:
@@ -93,6 +94,7 @@ class PupilTracker:
         self._last: PupilResult | None = None
         self._refines_left = MAX_REFINES_PER_FRAME
         self._refined: dict[AlgorithmName, set[Candidate]] = {}  # candidates refined this frame, by algorithm
+        self._recentre = RecentreMemo()  # the tracked pupil's ray re-centring, frame to frame
         self._unsure = 0  # frames in a row with a pupil found less surely than ESCAPE_BELOW
         # Candidates refined so far, all frames: what a frame costs is mostly its refinements (about 1 a frame on a
         # steadily tracked eye, 2-3 on hard real footage).
@@ -104,6 +106,7 @@ class PupilTracker:
 
     def reset(self) -> None:
         self._last = None
+        self._recentre.clear()
 
     def detect(self, gray: GrayU8, max_refines: int = MAX_REFINES_PER_FRAME) -> PupilResult:
         """The best pupil of the algorithms in order, refining at most `max_refines` candidates in all."""
@@ -124,6 +127,8 @@ class PupilTracker:
         if self._unsure >= ESCAPE_AFTER and (self._unsure - ESCAPE_AFTER) % ESCAPE_EVERY == 0:
             best = self._escape(gray, best)
         self._last = best if best.confidence >= threshold else None
+        if self._last is None:
+            self._recentre.clear()
         return best
 
     def _escape(self, gray: GrayU8, best: PupilResult) -> PupilResult:
@@ -159,6 +164,7 @@ class PupilTracker:
                 found = result
         if found is not best:
             self._unsure = 0
+            self._recentre.clear()
         return found
 
     def _continues(self, found: PupilResult) -> bool:
@@ -171,7 +177,9 @@ class PupilTracker:
         when it is not found again)."""
         if local and self._last is not None:
             last = self._last
-            yield Candidate(last.x, last.y, max(last.ellipse_w, last.ellipse_h) / 2.0 / HAAR_TO_PUPIL_RADIUS, 0.0)
+            yield Candidate(
+                last.x, last.y, max(last.ellipse_w, last.ellipse_h) / 2.0 / HAAR_TO_PUPIL_RADIUS, 0.0, tracked=True
+            )
         if local not in cache:
             cache[local] = coarse_candidates(gray, self._last if local else None)
         yield from cache[local]
@@ -194,7 +202,8 @@ class PupilTracker:
                 self._refines_left -= 1
                 self.refinements += 1
                 seen.add(candidate)
-                result = run_on_candidate(name, gray, candidate, self._last)
+                memo = self._recentre if candidate.tracked else None
+                result = run_on_candidate(name, gray, candidate, self._last, memo)
                 if result.confidence >= DEDUPE_CONFIDENCE:
                     tried.append(result)
                 if result.confidence > best.confidence:
@@ -266,11 +275,16 @@ def coarse_candidates(gray: GrayU8, near: PupilResult | None = None, peaks_per_r
 
 
 def run_on_candidate(
-    name: AlgorithmName, gray: GrayU8, candidate: Candidate, last: PupilResult | None = None
+    name: AlgorithmName,
+    gray: GrayU8,
+    candidate: Candidate,
+    last: PupilResult | None = None,
+    memo: RecentreMemo | None = None,
 ) -> PupilResult:
-    """One algorithm on one coarse candidate; `last` is the pupil tracked in the previous frame, if any."""
+    """One algorithm on one coarse candidate; `last` is the pupil tracked in the previous frame, if any, and `memo`
+    its refinement's re-centring (HSRAC; see app.tracking.pupil.refine.RecentreMemo)."""
     if name == AlgorithmName.HSRAC:
-        return refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC", last)
+        return refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC", last, memo)
     if name == AlgorithmName.RANSAC:
         return ransac_pupil(gray, candidate.x, candidate.y, candidate.radius_px * HAAR_TO_PUPIL_RADIUS)
     if name == AlgorithmName.AHSF:
