@@ -402,16 +402,21 @@ def test_a_tracked_pupil_reuses_its_ray_recentring_and_finds_the_same_pupil() ->
 
 
 def test_the_ray_recentring_is_not_reused_for_an_unsure_pupil_or_a_changed_region() -> None:
-    from app.tracking.pupil.refine import RecentreMemo
+    from app.tracking.pupil.refine import RECENTRE_REUSES, RecentreMemo
 
     memo = RecentreMemo()
-    memo.record(800.0, (100.0, 100.0), False, (101.0, 99.5))
+    memo.record(800.0, (100.0, 100.0), False, False, (101.0, 99.5))
     sure = PupilResult(101.0, 99.5, 32.0, 32.0, 0.0, 0.97, "HSRAC")
     assert memo.recentred(810.0, (103.0, 100.0), sure) == (104.0, 99.5)  # the offset moves with the region
     assert memo.recentred(900.0, (103.0, 100.0), sure) is None  # the region grew: a lid lifted, or another shape
     unsure = PupilResult(101.0, 99.5, 32.0, 32.0, 0.0, 0.8, "HSRAC")
     assert memo.recentred(800.0, (100.0, 100.0), unsure) is None  # a partly hidden pupil re-centres every frame
-    memo.record(800.0, (100.0, 100.0), False, None)  # a first pass that could not re-centre forgets the point
+    memo.record(800.0, (100.0, 100.0), True, False, (101.0, 99.5))  # the ray fit rejected the point offered
+    assert all(memo.recentred(800.0, (100.0, 100.0), sure) is None for _ in range(3))  # a pause, however it looks
+    for _ in range(RECENTRE_REUSES):
+        memo.record(800.0, (100.0, 100.0), False, False, (101.0, 99.5))
+    assert memo.recentred(800.0, (100.0, 100.0), sure) == (101.0, 99.5)  # then offered again
+    memo.record(800.0, (100.0, 100.0), False, False, None)  # a first pass that could not re-centre forgets the point
     assert memo.recentred(800.0, (100.0, 100.0), sure) is None
 
 

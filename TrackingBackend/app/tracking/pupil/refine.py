@@ -84,12 +84,14 @@ class RecentreMemo:
     That pass only re-centres the rays, and on a plainly seen pupil that looks as it did a frame ago its answer keeps
     its place relative to the grown region: the point is kept as an offset from the region's centroid and reused
     while the region's area stays within RECENTRE_AREA_TOLERANCE of its area then and the tracked pupil was found
-    at least RECENTRE_MIN_CONFIDENCE, for at most RECENTRE_REUSES frames in a row. The ray fit checks each reuse.
+    at least RECENTRE_MIN_CONFIDENCE, for at most RECENTRE_REUSES frames in a row. The ray fit checks each reuse; one
+    it rejects (its work lost) pauses reuse for the next RECENTRE_REUSES frames.
     """
 
     area: float = 0.0
     offset: tuple[float, float] | None = None
     reuses: int = 0
+    paused: int = 0  # frames left without reuse, after one the ray fit rejected
 
     def recentred(
         self, area: float, centroid: tuple[float, float], prior: PupilResult | None
@@ -100,15 +102,23 @@ class RecentreMemo:
             or prior is None
             or prior.confidence < RECENTRE_MIN_CONFIDENCE
             or self.reuses >= RECENTRE_REUSES
+            or self.paused > 0
             or abs(area - self.area) > RECENTRE_AREA_TOLERANCE * self.area
         ):
             return None
         return centroid[0] + self.offset[0], centroid[1] + self.offset[1]
 
     def record(
-        self, area: float, centroid: tuple[float, float], reused: bool, recentred: tuple[float, float] | None
+        self,
+        area: float,
+        centroid: tuple[float, float],
+        offered: bool,
+        reused: bool,
+        recentred: tuple[float, float] | None,
     ) -> None:
-        """What the ray fit did with this region: reused the point, or re-centred afresh (or could not)."""
+        """What the ray fit did with this region: reused the point it was `offered`, rejected it, or re-centred
+        afresh (or could not)."""
+        self.paused = RECENTRE_REUSES if offered and not reused else max(self.paused - 1, 0)
         if reused:
             self.reuses += 1
         elif recentred is None:
@@ -117,7 +127,7 @@ class RecentreMemo:
             self.area, self.offset, self.reuses = area, (recentred[0] - centroid[0], recentred[1] - centroid[1]), 0
 
     def clear(self) -> None:
-        self.offset, self.reuses = None, 0
+        self.offset, self.reuses, self.paused = None, 0, 0
 
 
 def refine_pupil(
@@ -166,7 +176,7 @@ def refine_pupil(
     hint = None if memo is None else memo.recentred(area, frame_centroid, prior)
     rays = fit_rays(roi, start, reach_px, inside_level, outside_level, glints, roi_prior, _shifted(hint, -x0, -y0))
     if memo is not None:
-        memo.record(area, frame_centroid, rays.reused, _shifted(rays.recentred, x0, y0))
+        memo.record(area, frame_centroid, hint is not None, rays.reused, _shifted(rays.recentred, x0, y0))
     best = _usable(rays.ellipse)
     best_score = -1.0 if best is None else visible_outline_score(roi, best, dark_level)
     if best_score + RAY_FIT_PREFERENCE < 1.0:
