@@ -434,3 +434,14 @@ def test_a_reused_recentring_far_off_the_pupils_centre_is_rejected_by_the_ray_fi
     off = (full.recentred[0] + 3.0 * RECENTRE_AGREE_PX, full.recentred[1])
     rejected = fit_rays(*args, None, off)
     assert not rejected.reused and rejected == full  # the first pass ran after all: the full fit's result
+
+
+def test_a_find_centred_outside_the_frame_keeps_half_its_confidence() -> None:
+    from app.tracking.pupil.tracker import OUTSIDE_FRAME_CONFIDENCE, within_frame
+
+    gray = np.zeros((90, 100), np.uint8)
+    inside = PupilResult(99.5, 0.0, 20.0, 20.0, 0.0, 0.8, "HSRAC")
+    assert within_frame(inside, gray) is inside
+    for x, y in ((-3.0, 40.0), (50.0, -1.0), (100.0, 40.0), (50.0, 90.0)):
+        outside = within_frame(PupilResult(x, y, 20.0, 20.0, 0.0, 0.8, "HSRAC"), gray)
+        assert outside.confidence == pytest.approx(0.8 * OUTSIDE_FRAME_CONFIDENCE) and (outside.x, outside.y) == (x, y)

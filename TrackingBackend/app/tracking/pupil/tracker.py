@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 
 import cv2
@@ -69,6 +69,10 @@ ESCAPE_MARGIN = 0.1
 ESCAPE_MIN_SIZE = 0.8
 # ... and is darker inside (median grey of its inner part, glints aside) than the tracked find, by at least this.
 ESCAPE_DARKER_GREY = 0.0
+# A find whose centre lies outside the frame keeps this fraction of its confidence: it is a dark corner or the
+# frame's edge (real clips tracked one for up to 13 frames; MEYE's closed eyes gave 18), and a real pupil that far
+# out shows as a sliver that no fit places well.
+OUTSIDE_FRAME_CONFIDENCE = 0.5
 UNAVAILABLE_ALGORITHMS = frozenset({AlgorithmName.LEAP})
 
 
@@ -186,7 +190,7 @@ class PupilTracker:
 
     def _run(self, name: AlgorithmName, gray: GrayU8, cache: dict[bool, list[Candidate]]) -> PupilResult:
         if name == AlgorithmName.BLOB:
-            return detect_pupil_blob(gray, self.config.blob)
+            return within_frame(detect_pupil_blob(gray, self.config.blob), gray)
         scopes = [True, False] if self._last is not None else [False]
         best = PupilResult.none(name.value)
         tried: list[PupilResult] = []
@@ -284,12 +288,22 @@ def run_on_candidate(
     """One algorithm on one coarse candidate; `last` is the pupil tracked in the previous frame, if any, and `memo`
     its refinement's re-centring (HSRAC; see app.tracking.pupil.refine.RecentreMemo)."""
     if name == AlgorithmName.HSRAC:
-        return refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC", last, memo)
-    if name == AlgorithmName.RANSAC:
-        return ransac_pupil(gray, candidate.x, candidate.y, candidate.radius_px * HAAR_TO_PUPIL_RADIUS)
-    if name == AlgorithmName.AHSF:
-        return dark_centroid(gray, candidate, "AHSF")
-    return haar_circle(gray, candidate, "HSF")
+        found = refine_pupil(gray, candidate.x, candidate.y, candidate.radius_px, "HSRAC", last, memo)
+    elif name == AlgorithmName.RANSAC:
+        found = ransac_pupil(gray, candidate.x, candidate.y, candidate.radius_px * HAAR_TO_PUPIL_RADIUS)
+    elif name == AlgorithmName.AHSF:
+        found = dark_centroid(gray, candidate, "AHSF")
+    else:
+        found = haar_circle(gray, candidate, "HSF")
+    return within_frame(found, gray)
+
+
+def within_frame(found: PupilResult, gray: GrayU8) -> PupilResult:
+    """`found`, its confidence cut to OUTSIDE_FRAME_CONFIDENCE of itself when its centre lies outside the frame."""
+    height, width = gray.shape
+    if 0.0 <= found.x < width and 0.0 <= found.y < height:
+        return found
+    return replace(found, confidence=found.confidence * OUTSIDE_FRAME_CONFIDENCE)
 
 
 def haar_circle(gray: GrayU8, candidate: Candidate, algorithm: str) -> PupilResult:
