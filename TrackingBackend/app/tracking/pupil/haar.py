@@ -6,6 +6,7 @@ image and several radii cost a few linear passes; peaks per radius become candid
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -78,7 +79,7 @@ def haar_candidates(
     hits.sort(key=lambda hit: -hit.response)
     unique: list[HaarHit] = []
     for hit in hits:
-        if all(np.hypot(hit.x - u.x, hit.y - u.y) > 0.5 * min(hit.radius_px, u.radius_px) for u in unique):
+        if all(math.hypot(hit.x - u.x, hit.y - u.y) > 0.5 * min(hit.radius_px, u.radius_px) for u in unique):
             unique.append(hit)
     return unique[:max_candidates]
 

@@ -146,13 +146,13 @@ class PupilTracker:
         seen = self._refined.setdefault(name, set())
         # Only peaks outside the tracked find, not refined this frame, whose inner square is already darker than the
         # tracked find's inside (a cheap look: most frames refine nothing more).
-        chosen = [
+        chosen = (
             c
             for c in coarse_candidates(gray, None, ESCAPE_PEAKS_PER_RADIUS)
             if math.hypot(c.x - best.x, c.y - best.y) >= reach and c not in seen and _box_level(gray, c) <= level
-        ]
+        )
         found = best
-        for candidate in chosen[:ESCAPE_CANDIDATES]:
+        for candidate in islice(chosen, ESCAPE_CANDIDATES):
             if self._refines_left <= 0:
                 break
             self._refines_left -= 1
@@ -240,7 +240,18 @@ def inner_level(gray: GrayU8, pupil: PupilResult, fraction: float = 0.7) -> floa
     ellipse = ((pupil.x - x0, pupil.y - y0), (2.0 * half_w, 2.0 * half_h), pupil.angle_deg)
     cv2.ellipse(mask, ellipse, 255, -1)
     inside = gray[y0:y1, x0:x1][mask > 0]
-    return float(np.median(inside)) if inside.size else 255.0
+    return _median(inside) if inside.size else 255.0
+
+
+def _median(values: GrayU8) -> float:
+    """`np.median` of the values (the mean of the middle two of an even count), without its overhead."""
+    flat = values.ravel().copy()
+    middle = flat.size // 2
+    if flat.size % 2:
+        flat.partition(middle)
+        return float(flat[middle])
+    flat.partition((middle - 1, middle))
+    return (float(flat[middle - 1]) + float(flat[middle])) / 2.0
 
 
 def _box_level(gray: GrayU8, candidate: Candidate) -> float:
@@ -249,7 +260,7 @@ def _box_level(gray: GrayU8, candidate: Candidate) -> float:
     half = max(int(candidate.radius_px), 1)
     x, y = int(candidate.x + 0.5), int(candidate.y + 0.5)
     box = gray[max(y - half, 0) : min(y + half + 1, height), max(x - half, 0) : min(x + half + 1, width)]
-    return float(np.median(box)) if box.size else 255.0
+    return _median(box) if box.size else 255.0
 
 
 def _inside(candidate: Candidate, found: PupilResult) -> bool:
