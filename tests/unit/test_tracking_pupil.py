@@ -445,3 +445,13 @@ def test_a_find_centred_outside_the_frame_keeps_half_its_confidence() -> None:
     for x, y in ((-3.0, 40.0), (50.0, -1.0), (100.0, 40.0), (50.0, 90.0)):
         outside = within_frame(PupilResult(x, y, 20.0, 20.0, 0.0, 0.8, "HSRAC"), gray)
         assert outside.confidence == pytest.approx(0.8 * OUTSIDE_FRAME_CONFIDENCE) and (outside.x, outside.y) == (x, y)
+
+
+def test_exact_median_gives_numpys_median_for_odd_and_even_counts() -> None:
+    from app.tracking.pupil.ellipse import exact_median
+
+    rng = np.random.default_rng(1)
+    for count in range(1, 40):
+        values = rng.integers(0, 256, (count,), dtype=np.uint8)
+        assert exact_median(values) == float(np.median(values))
+        assert exact_median(values.reshape(-1, 1)) == float(np.median(values))

@@ -81,6 +81,17 @@ def median(values: npt.NDArray[np.generic]) -> float:
     return float(flat[middle])
 
 
+def exact_median(values: npt.NDArray[np.generic]) -> float:
+    """`np.median`'s value (the mean of the middle two of an even count), without its overhead."""
+    flat = values.ravel().copy()
+    middle = flat.size // 2
+    if flat.size % 2:
+        flat.partition(middle)
+        return float(flat[middle])
+    flat.partition((middle - 1, middle))
+    return (float(flat[middle - 1]) + float(flat[middle])) / 2.0
+
+
 def outline_confidence(gray: GrayU8, ellipse: Ellipse) -> float:
     """Fraction of outline points whose outside is brighter than the inside (PuRe's outline contrast)."""
     values = _outline_samples(gray, ellipse)

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from app.config.models import AlgorithmConfig, AlgorithmName
 from app.tracking.pupil.blob import detect_pupil_blob
-from app.tracking.pupil.ellipse import outline_confidence, shrunk
+from app.tracking.pupil.ellipse import exact_median, outline_confidence, shrunk
 from app.tracking.pupil.haar import HaarHit, haar_candidates, radii_for
 from app.tracking.pupil.ransac import ransac_pupil
 from app.tracking.pupil.refine import RecentreMemo, refine_pupil
@@ -240,18 +240,7 @@ def inner_level(gray: GrayU8, pupil: PupilResult, fraction: float = 0.7) -> floa
     ellipse = ((pupil.x - x0, pupil.y - y0), (2.0 * half_w, 2.0 * half_h), pupil.angle_deg)
     cv2.ellipse(mask, ellipse, 255, -1)
     inside = gray[y0:y1, x0:x1][mask > 0]
-    return _median(inside) if inside.size else 255.0
-
-
-def _median(values: GrayU8) -> float:
-    """`np.median` of the values (the mean of the middle two of an even count), without its overhead."""
-    flat = values.ravel().copy()
-    middle = flat.size // 2
-    if flat.size % 2:
-        flat.partition(middle)
-        return float(flat[middle])
-    flat.partition((middle - 1, middle))
-    return (float(flat[middle - 1]) + float(flat[middle])) / 2.0
+    return exact_median(inside) if inside.size else 255.0
 
 
 def _box_level(gray: GrayU8, candidate: Candidate) -> float:
@@ -260,7 +249,7 @@ def _box_level(gray: GrayU8, candidate: Candidate) -> float:
     half = max(int(candidate.radius_px), 1)
     x, y = int(candidate.x + 0.5), int(candidate.y + 0.5)
     box = gray[max(y - half, 0) : min(y + half + 1, height), max(x - half, 0) : min(x + half + 1, width)]
-    return _median(box) if box.size else 255.0
+    return exact_median(box) if box.size else 255.0
 
 
 def _inside(candidate: Candidate, found: PupilResult) -> bool:
