@@ -262,7 +262,8 @@ def bench_clips(max_frames: int) -> None:
         "  every frame without a confident pupil (blink or not); 'missed' = no pupil and no blink flag; streaks are\n"
         "  runs of missed frames (a blink does not hide a miss: blink frames split but never extend a streak);\n"
         "  CPU ms/frame (one thread) and pupil candidates refined a frame: what a real eye costs; 'expr' = share of\n"
-        "  frames reading widen or squeeze over 0.3 (these users mostly look around relaxed: mostly false readings)"
+        "  frames reading widen or squeeze over 0.3 (these users mostly look around relaxed: mostly false readings);\n"
+        "  'still' = share of frames that reused the last fully tracked frame's result (app/tracking/still.py)"
     )
     for path in paths:
         pipeline = EyePipeline(TrackerConfig())
@@ -291,7 +292,8 @@ def bench_clips(max_frames: int) -> None:
             f"no pupil {np.mean(missing):5.3f}  blink {np.mean(blinks):5.3f}  missed {np.mean(missed):5.3f}  "
             f"missed streaks>5 {sum(s > 5 for s in streaks):3d} longest {max(streaks, default=0):4d}  "
             f"no-pupil longest {max(_streaks(missing), default=0):4d}  CPU {np.median(times_ms):5.2f} ms/frame  "
-            f"refined {pipeline.refinements / max(len(missing), 1):4.2f}/frame  expr {np.mean(expressive):5.3f}"
+            f"refined {pipeline.refinements / max(len(missing), 1):4.2f}/frame  expr {np.mean(expressive):5.3f}  "
+            f"still {pipeline.still_frames / max(len(missing), 1):4.2f}"
         )
 
 

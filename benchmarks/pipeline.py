@@ -175,6 +175,16 @@ class Bench:
             labels.update(bench_service.labelled_pids())
         return labels
 
+    def tracker_counts(self) -> tuple[int, int]:
+        """(frames that reused a still frame's result, frames processed), summed over the running trackers."""
+        still = processed = 0
+        for bench_service in self.services:
+            for tracker in bench_service.status():
+                info = tracker["processes"].get("tracker", {}) if tracker["running"] else {}
+                still += int(info.get("still_frames") or 0)
+                processed += int(info.get("frames_processed") or 0)
+        return still, processed
+
     def wait_for_eyes(self, eyes: set[tuple[int, str]], since: float, timeout_s: float = EYES_TIMEOUT_S) -> None:
         """Until every expected eye has sent an update about a frame captured after `since`."""
         deadline = time.monotonic() + timeout_s
@@ -206,11 +216,13 @@ class Window:
     datagrams: int
     kernel_drops: int | None
     source_frames: int | None
+    still_share: float  # of the frames processed in the window, the share that reused a still frame's result
 
 
 def measure_window(bench: Bench, seconds: float, camera: FakeCameraProcess | None) -> Window:
     sampler = ProcessTreeSampler(bench.labelled_pids())
     offered_before = camera.frames_sent() if camera is not None else None
+    still_before, processed_before = bench.tracker_counts()
     psutil.cpu_percent()
     started = time.monotonic()
     sampler.start(started)
@@ -219,6 +231,9 @@ def measure_window(bench: Bench, seconds: float, camera: FakeCameraProcess | Non
     take = bench.receiver.take()
     ended = time.monotonic()
     usage = sampler.stop(ended)
+    still_after, processed_after = bench.tracker_counts()  # (the trackers publish their counts every second or so)
+    processed = processed_after - processed_before
+    still_share = (still_after - still_before) / processed if processed > 0 else 0.0
     offered = camera.frames_sent() - offered_before if camera is not None and offered_before is not None else None
     drops = None
     if take.kernel_drops is not None and drops_before is not None:
@@ -232,6 +247,7 @@ def measure_window(bench: Bench, seconds: float, camera: FakeCameraProcess | Non
         take.datagrams,
         drops,
         offered,
+        still_share,
     )
 
 
@@ -261,6 +277,7 @@ def summarise_window(window: Window, trackers: int) -> dict[str, Any]:
         "machine_cpu_pct": window.machine_cpu_pct,
         "receiver_datagrams": window.datagrams,
         "receiver_kernel_drops": window.kernel_drops,
+        "still_frames_share": window.still_share,
     }
     frames_per_s = sum(f["camera_fps_in"] for f in flows.values())
     # CPU per frame through the pipeline: comparable between runs that delivered different frame rates.
@@ -529,6 +546,7 @@ def print_cases(cases: list[dict[str, Any]]) -> None:
                 "/".join(f"{kinds.get(k, 0.0):.0f}" for k in ("camera", "tracker", "osc", "main")),
                 "/".join(f"{s.get('runq_wait_pct_by_kind', {}).get(k, 0.0):.0f}" for k in ("camera", "tracker", "osc")),
                 f"{s['rss_mb_total']:.0f}",
+                f"{100.0 * s.get('still_frames_share', 0.0):.0f}",
                 f"{s['loadavg'][0]:.1f}",
             ]
         )
@@ -548,6 +566,7 @@ def print_cases(cases: list[dict[str, Any]]) -> None:
         "cam/trk/osc/main %",
         "runq wait c/t/o %",
         "RSS MB",
+        "still %",
         "load1",
     ]
     print_table(headers, rows)
@@ -602,6 +621,8 @@ def main(argv: list[str]) -> int:
             "latency = sent_ts - capture_ts: capture time (monotonic) to just after the update's last sendto",
             "CPU % is of one core, summed over the service's processes; RSS double-counts shared pages, PSS not",
             "runq wait = time runnable but waiting for a core (Linux schedstat), % of the window, summed by kind",
+            "still % = frames that reused the last fully tracked frame's result (the eye held still; see "
+            "app/tracking/still.py), of the frames the trackers processed in the window",
             "4 trackers = two service instances with 2 trackers each (one enabled tracker per eye position)",
             "virtual-eye cases replay a 4 s loop of the script rendered at start-up (a JPEG decode a frame)",
             "the MJPEG reader delivers at most max_fps (240) frames/s, so 'max' over MJPEG is a flood test",

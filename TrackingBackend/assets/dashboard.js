@@ -154,7 +154,7 @@
         "val-dilation", "val-confidence", "calibrate", "recenter", "calib-progress", "calib-fill", "calib-status",
         "look-around", "capture-source", "discovered", "scan", "rotation", "rotation-slider", "flip-x", "flip-y",
         "roi-text", "roi-reset", "algo-order", "algo-add", "closed-eye-gate", "closure-classifier",
-        "calib-duration",
+        "still-frame-reuse", "calib-duration",
       ]) {
         this.el[name] = $(this.root, `.${name}`);
       }
@@ -212,6 +212,9 @@
       );
       el["closure-classifier"].addEventListener("change", (e) =>
         updateTracker(this.uuid, { algorithm: { closure_classifier: e.target.checked } }),
+      );
+      el["still-frame-reuse"].addEventListener("change", (e) =>
+        updateTracker(this.uuid, { algorithm: { still_frame_reuse: e.target.checked } }),
       );
       el["calib-duration"].addEventListener("change", (e) =>
         updateTracker(this.uuid, { calibration: { duration_s: Number(e.target.value) } }),
@@ -376,6 +379,7 @@
       this.renderAlgorithms(tracker.algorithm.algorithm_order);
       setValue(el["closed-eye-gate"], tracker.algorithm.closed_eye_gate);
       setValue(el["closure-classifier"], tracker.algorithm.closure_classifier);
+      setValue(el["still-frame-reuse"], tracker.algorithm.still_frame_reuse);
       if (!el.calibrate.disabled && !el["calib-status"].classList.contains("done")) {
         el["calib-status"].textContent = tracker.calibration.calibrated ? "Calibrated" : "Not calibrated yet";
       }

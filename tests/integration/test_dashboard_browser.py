@@ -141,7 +141,7 @@ def test_rotation_change_is_saved_to_the_config_file(dashboard: Dashboard) -> No
     assert wait_until(lambda: dashboard.saved_tracker(dashboard.left_uuid)["camera"]["rotation"] == 90, 5.0)
 
 
-@pytest.mark.parametrize("setting", ["closed_eye_gate", "closure_classifier"])
+@pytest.mark.parametrize("setting", ["closed_eye_gate", "closure_classifier", "still_frame_reuse"])
 def test_lid_checkboxes_are_saved(dashboard: Dashboard, setting: str) -> None:
     card = dashboard.card(dashboard.left_uuid)
     card.locator("details.settings").evaluate("el => { el.open = true; }")

@@ -61,10 +61,14 @@ def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -
             assert isinstance(skips, int) and 0 <= skips < left["processes"]["tracker"]["frames_processed"]
             short = left["processes"]["tracker"]["short_searches"]  # frames of a closing eye, searched briefly
             assert isinstance(short, int) and 0 <= short < left["processes"]["tracker"]["frames_processed"]
-            # Pupil candidates refined: about one a frame while the eye is tracked, none while it is shut.
+            # Frames that reused the last fully tracked one (the eye held still) are counted; this run is about as long
+            # as the lids take to be learnt (300 plainly seen frames), so few or none yet (tests/unit/test_still_frames).
+            still = left["processes"]["tracker"]["still_frames"]
             processed = left["processes"]["tracker"]["frames_processed"]
+            assert isinstance(still, int) and 0 <= still < 0.5 * processed
+            # Pupil candidates refined: about one a frame tracked in full, none while the eye is shut.
             refined = left["processes"]["tracker"]["pupil_refinements"]
-            assert isinstance(refined, int) and 0.5 * processed < refined < 2.0 * processed
+            assert isinstance(refined, int) and 0.5 * (processed - still) < refined < 2.0 * processed
 
     for address in (
         "/avatar/parameters/LeftEyeX",

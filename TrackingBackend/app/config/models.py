@@ -90,6 +90,13 @@ class AlgorithmConfig(StrictModel):
         "closing (a closing eye can still show some pupil, which the lids alone read as mostly open). Off: the "
         "blink flag comes from the lids alone.",
     )
+    still_frame_reuse: bool = Field(
+        True,
+        description="A frame that shows what the last fully tracked frame showed (an eye holding still: no pixel of "
+        "the shrunk frame changed by more than 5 % of the pupil-to-iris contrast) reuses its pupil and lid "
+        "measurements instead of being tracked again, at most 8 frames in a row, once the lids are learnt (about 3 s "
+        "of a plainly seen pupil). Off: every frame is tracked in full.",
+    )
     blob: BlobConfig = Field(default_factory=BlobConfig)
     leap: LeapConfig = Field(default_factory=LeapConfig)
     hsf: HsfConfig = Field(default_factory=HsfConfig)

@@ -127,6 +127,7 @@ def run_tracker_loop(
                 frames_torn=reader.torn,
                 closed_eye_skips=holder.pipeline.closed_eye_skips,
                 short_searches=holder.pipeline.short_searches,
+                still_frames=holder.pipeline.still_frames,
                 pupil_refinements=holder.pipeline.refinements,
                 notice=holder.pipeline.closure_problem or None,
                 results_dropped=dropped_results,

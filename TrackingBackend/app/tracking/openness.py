@@ -59,6 +59,8 @@ HISTORY_FRAMES = 900
 # Baselines are refreshed every this many accepted samples (medians of a deque are not free).
 REFRESH_EVERY = 15
 MIN_BASELINE_SAMPLES = 20
+# The lids count as learnt (`LidEstimator.settled`) after this many baseline samples.
+SETTLED_SAMPLES = 300
 # Share of a gap loss done by the lower lid: closing (blink, droop) and squinting.
 LOWER_SHARE_CLOSING, LOWER_SHARE_SQUEEZE = 0.25, 0.46
 # A full squeeze narrows the relaxed gap by about this fraction; a full widen opens it by this fraction.
@@ -195,6 +197,7 @@ class LidState:
     squeeze: float
     aperture_px: float
     visibility: float = 0.0  # [0, 1], how plainly the pupil shows: confident, of its usual size and shape, dark
+    around_pupil: bool = False  # both lids were measured, one above and one below the seen pupil
 
 
 @dataclass(frozen=True, slots=True)
@@ -845,12 +848,28 @@ class LidEstimator:
         self._upper_lost: deque[tuple[float, bool]] = deque(maxlen=UPPER_LOST_FRAMES)
         self._upper_noted = 0
         self._upper_trust = 1.0
+        # The last frame's image measurements, which a still frame takes again.
+        self._last_dark = 0.0
+        self._last_edges: LidEdges | None = None
+        self._last_iris: float | None = None
 
-    def update(self, gray: GrayU8, pupil: PupilResult) -> LidState:
+    @property
+    def settled(self) -> bool:
+        """Whether the relaxed lids have been learnt from SETTLED_SAMPLES frames (about 3 s of a plainly seen pupil):
+        before, each sample still moves the fit noticeably."""
+        return self._baseline.samples >= SETTLED_SAMPLES and self._pupil_size.ready
+
+    def update(self, gray: GrayU8, pupil: PupilResult, still: bool = False) -> LidState:
+        """`still`: the frame shows what the last one showed (app.tracking.still) and `pupil` is the last one's: its
+        image measurements are taken again rather than re-measured, and the statistics go on learning as if they
+        had been (a fixation counts as long as it lasts)."""
         height, width = gray.shape
         if pupil.confidence >= self.confident:
             self._confidence.add(pupil.confidence)
-        dark = pupil_dark_fraction(gray, pupil) if pupil.confidence >= self.confident else 0.0
+        if still:
+            dark = self._last_dark
+        else:
+            dark = self._last_dark = pupil_dark_fraction(gray, pupil) if pupil.confidence >= self.confident else 0.0
         if pupil.confidence >= USUAL_SAMPLE_CONFIDENCE:
             self._pupil_height_ratio.add(_height_to_width(pupil))
             self._dark_fraction.add(dark)
@@ -872,14 +891,22 @@ class LidEstimator:
             self._seen_count += 1
             # The iris' size does not change: once known, a sample now and then keeps it current.
             due = not self._iris_radius.ready or self._seen_count % IRIS_SAMPLE_EVERY == 0
-            iris = measure_iris_half_width(gray, pupil.x, pupil.y, radius) if due else None
+            iris = None
+            if due:
+                iris = self._last_iris if still else measure_iris_half_width(gray, pupil.x, pupil.y, radius)
+                self._last_iris = iris
             extent_x, _ = _extents(pupil)
             if iris is not None and iris >= MIN_IRIS_TO_PUPIL * extent_x:
                 # The iris' radius: its half-width undone of the foreshortening the pupil shows.
                 self._iris_radius.add(iris * radius / max(extent_x, 1e-3))
         iris_half_height = self._iris_half_height(pupil if seen else None)
-        edges = measure_lids(gray, x, y, radius, iris_half_height)
-        if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
+        if still:
+            edges = self._last_edges
+        else:
+            edges = self._last_edges = measure_lids(gray, x, y, radius, iris_half_height)
+        around_pupil = seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y
+        if around_pupil:
+            assert edges is not None
             self._baseline.add(x, y, edges, self._relaxed_reading, self._widened_reading)
         if seen:
             self._pupil_height.add(pupil.y)
@@ -934,7 +961,9 @@ class LidEstimator:
         # that rise cannot tell one.
         squeeze *= self._lower_steadiness(iris_half_height)
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
-        return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility)
+        return LidState(
+            openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility, around_pupil
+        )
 
     def upkeep(self) -> None:
         """The relaxed lids' refits made due by the last frame (about 1 ms, on one frame in 15): run between frames,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from app.camera.base import GrayImage
 from app.config.models import CalibrationConfig, FilterConfig, TrackerConfig
 from app.tracking.calibration import GazeCalibrator, map_gaze, recentered
 from app.tracking.eye_closure import PLAIN_PUPIL, ClosingFlag, EyeClosureClassifier
 from app.tracking.filters import OneEuroFilter
-from app.tracking.openness import LidEstimator
+from app.tracking.openness import LidEstimator, LidState
 from app.tracking.pupil.gate import PupilGate
 from app.tracking.pupil.tracker import MAX_REFINES_PER_FRAME, PupilTracker
 from app.tracking.results import EyeResult, PupilResult
+from app.tracking.still import StillFrames
 
 # A frame the classifier finds this surely closed or closing refines at most CLOSING_REFINES_PER_FRAME pupil candidates.
 CLOSING_SEARCH_PROBABILITY = 0.9
@@ -20,6 +23,8 @@ CLOSING_REFINES_PER_FRAME = 2
 # open frames 0.990 -> 0.989; the virtual eye's openness error fell a little on every set. 0.8 capped real VR eyes
 # looking down (where the network is unsure, p ~0.85) too far.
 CLOSING_OPENNESS_DROP = 0.6
+# A frame's result may be reused by the still frames after it when its pupil was found at least this surely.
+KEY_MIN_CONFIDENCE = 0.9
 
 
 class _Filters:
@@ -56,6 +61,8 @@ class EyePipeline:
         self._calibration_update: CalibrationConfig | None = None
         self._last_norm: tuple[float, float] | None = None
         self._last_gaze = (0.0, 0.0)
+        self._still = StillFrames()
+        self._key: _Raw | None = None  # the result still frames reuse
 
     @property
     def closure_problem(self) -> str:
@@ -79,6 +86,8 @@ class EyePipeline:
         if config.algorithm != old.algorithm:
             self._pupils.update_config(config.algorithm)
             self._lids.confident = config.algorithm.confidence_threshold
+            self._key = None  # tracked under the old settings: not reused under the new ones
+            self._still.forget()
         if config.filter != old.filter:
             self._filters = _Filters(config.filter)
 
@@ -106,13 +115,38 @@ class EyePipeline:
 
     def process(self, gray: GrayImage, ts: float) -> EyeResult:
         self.upkeep()
-        height, width = gray.shape[:2]
-        # A closed eye skips the pupil search (see app.tracking.pupil.gate).
-        gated = self.config.algorithm.closed_eye_gate and gray.size > 0
+        algorithm = self.config.algorithm
+        # A closed eye skips the pupil search (see app.tracking.pupil.gate); a still one reuses the last frame tracked
+        # in full (app.tracking.still). Both look at the frame shrunk and blurred.
+        gated = algorithm.closed_eye_gate and gray.size > 0
         searched = gray.size > 0 and (not gated or self._gate.allows(gray))
         if gated and not searched:
             self.closed_eye_skips += 1
-        classify = self.config.algorithm.closure_classifier and gray.size > 0
+        small = None
+        if algorithm.still_frame_reuse and searched:
+            small = self._gate.last_small if gated else self._gate.observe(gray)
+            if small is not None and self._key is not None and self._still.still(small, self._gate.contrast):
+                # The key frame's pupil and lid measurements again; the lids' statistics and blink state go on.
+                return self._output(self._track(gray, searched, learn=False, still=self._key.pupil), gray.shape, ts)
+        raw = self._track(gray, searched, gated or small is not None)
+        # Until the lids' statistics are learnt every frame teaches them: no frame is reused before.
+        if small is not None and self._lids.settled and _makes_key(raw, algorithm.confidence_threshold):
+            self._key = raw
+            self._still.keep(small)
+        else:
+            self._key = None
+            self._still.forget()
+        return self._output(raw, gray.shape, ts)
+
+    @property
+    def still_frames(self) -> int:
+        """Frames that reused the last frame tracked in full (see app.tracking.still)."""
+        return self._still.reused
+
+    def _track(self, gray: GrayImage, searched: bool, learn: bool, still: PupilResult | None = None) -> _Raw:
+        """The frame's pupil, lids and closure, before calibration and filters; `still`: the key frame's pupil, for a
+        frame that shows what the key frame showed (nothing is searched or measured again)."""
+        classify = self.config.algorithm.closure_classifier and gray.size > 0 and still is None
         probability: float | None = None
         refines = MAX_REFINES_PER_FRAME
         if classify and searched and self._pupil_unclear:
@@ -122,11 +156,15 @@ class EyePipeline:
             if probability >= CLOSING_SEARCH_PROBABILITY:
                 refines = CLOSING_REFINES_PER_FRAME
                 self.short_searches += 1
-        pupil = self._pupils.detect(gray, refines) if searched else PupilResult.none()
-        found = pupil.confidence >= self.config.algorithm.confidence_threshold
-        if gated:
+        if still is not None:
+            pupil = still
+        elif searched:
+            pupil = self._pupils.detect(gray, refines)
+        else:
+            pupil = PupilResult.none()
+        if learn:
             self._gate.learn(pupil)
-        lids = self._lids.update(gray, pupil)
+        lids = self._lids.update(gray, pupil, still=still is not None)
         self._pupil_unclear = lids.visibility < PLAIN_PUPIL
         # Closed lids are a blink already (and hold the gaze, below); the classifier adds closing eyes. A plainly seen
         # pupil overrules it (most open-eye frames), and on closed lids it has nothing to add: it is not run there.
@@ -137,6 +175,13 @@ class EyePipeline:
         # Some pupil still shows in a closing eye, and the lids then read it mostly open: the network's certainty caps
         # openness, at 1 - CLOSING_OPENNESS_DROP when sure (it learnt "closing" as under 0.4 open).
         openness = min(lids.openness, 1.0 - CLOSING_OPENNESS_DROP * closure)
+        return _Raw(pupil, lids, blink, openness, closure, plain=not self._pupil_unclear)
+
+    def _output(self, raw: _Raw, shape: tuple[int, ...], ts: float) -> EyeResult:
+        """Calibration, gaze mapping and filters on a frame's raw measurements."""
+        height, width = shape[:2]
+        pupil, lids = raw.pupil, raw.lids
+        found = pupil.confidence >= self.config.algorithm.confidence_threshold
         norm = (pupil.x / max(width, 1), pupil.y / max(height, 1)) if found else None
         if norm is not None:
             self._last_norm = norm
@@ -162,15 +207,32 @@ class EyePipeline:
             pupil=pupil,
             gaze_x=_clip(gaze_x, -1.0, 1.0),
             gaze_y=_clip(gaze_y, -1.0, 1.0),
-            openness=_clip(f.apply(f.openness, openness, ts)),
-            blink=blink,
+            openness=_clip(f.apply(f.openness, raw.openness, ts)),
+            blink=raw.blink,
             dilation=_clip(f.apply(f.dilation, lids.dilation, ts)),
             widen=_clip(f.apply(f.widen, lids.widen, ts)),
             squeeze=_clip(f.apply(f.squeeze, lids.squeeze, ts)),
             calibration_progress=progress,
-            raw_openness=openness,
-            closure=closure,
+            raw_openness=raw.openness,
+            closure=raw.closure,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Raw:
+    """One frame's measurements before calibration and filters."""
+
+    pupil: PupilResult
+    lids: LidState
+    blink: bool
+    openness: float
+    closure: float
+    plain: bool  # the pupil was plainly seen (not partly hidden)
+
+
+def _makes_key(raw: _Raw, confidence_threshold: float) -> bool:
+    """Whether a still frame may reuse this result: a plainly seen pupil, surely found, no blink."""
+    return raw.plain and not raw.blink and raw.pupil.confidence >= max(KEY_MIN_CONFIDENCE, confidence_threshold)
 
 
 def _clip(value: float, low: float = 0.0, high: float = 1.0) -> float:

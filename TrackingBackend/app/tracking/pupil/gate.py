@@ -55,11 +55,27 @@ class PupilGate:
         self._small: GrayU8 | None = None
         self._scale = 1
 
+    @property
+    def contrast(self) -> float | None:
+        """The learnt pupil-to-iris contrast on the shrunk, blurred frame (grey levels); None until learnt."""
+        if self.pupil_level is None or self.iris_level is None:
+            return None
+        return self.iris_level - self.pupil_level
+
+    @property
+    def last_small(self) -> GrayU8 | None:
+        """The last frame observed, shrunk and blurred."""
+        return self._small
+
+    def observe(self, gray: GrayU8) -> GrayU8:
+        """The frame shrunk and blurred as the gate sees it; `learn` reads its levels from the last one observed."""
+        small, self._scale = shrunk(gray, GATE_SIDE_PX)
+        blurred = self._small = as_u8(cv2.blur(small, (PATCH_PX, PATCH_PX)))
+        return blurred
+
     def allows(self, gray: GrayU8) -> bool:
         """Whether `gray` may hold a pupil (always, until levels are learnt)."""
-        small, scale = shrunk(gray, GATE_SIDE_PX)
-        blurred = self._small = as_u8(cv2.blur(small, (PATCH_PX, PATCH_PX)))
-        self._scale = scale
+        blurred = self.observe(gray)
         pupil, iris = self.pupil_level, self.iris_level
         if pupil is None or iris is None or iris - pupil < MIN_CONTRAST:
             self.skipped = 0
