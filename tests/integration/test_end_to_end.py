@@ -61,8 +61,8 @@ def test_virtual_eye_gaze_reaches_osc_and_follows_ground_truth(tmp_path: Path) -
             assert isinstance(skips, int) and 0 <= skips < left["processes"]["tracker"]["frames_processed"]
             short = left["processes"]["tracker"]["short_searches"]  # frames of a closing eye, searched briefly
             assert isinstance(short, int) and 0 <= short < left["processes"]["tracker"]["frames_processed"]
-            # Frames that reused the last fully tracked one (the eye held still) are counted; this run is about as long
-            # as the lids take to be learnt (300 plainly seen frames), so few or none yet (tests/unit/test_still_frames).
+            # Frames that reused the last fully tracked one (the eye held still) are counted; this run is about as
+            # long as the lids take to be learnt (300 plainly seen frames): few or none yet (see test_still_frames).
             still = left["processes"]["tracker"]["still_frames"]
             processed = left["processes"]["tracker"]["frames_processed"]
             assert isinstance(still, int) and 0 <= still < 0.5 * processed
