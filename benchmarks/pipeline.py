@@ -87,6 +87,8 @@ class BenchService:
     osc_port: int
     service: Service
 
+    still_frames: bool = True  # algorithm.still_frame_reuse of every tracker (bench --still-frames)
+
     def configure(self, positions: Sequence[str], source: str, filter_enabled: bool = True) -> None:
         trackers = [
             {
@@ -96,6 +98,7 @@ class BenchService:
                 "enabled": position in positions,
                 "camera": {"capture_source": source},
                 "filter": {"enabled": filter_enabled},
+                "algorithm": {"still_frame_reuse": self.still_frames},
             }
             for position in POSITIONS
         ]
@@ -148,6 +151,7 @@ class Bench:
     receiver: OscReceiver
     workdir: Path
     services: list[BenchService] = field(default_factory=list)
+    still_frames: bool = True
 
     def service(self, index: int) -> BenchService:
         while len(self.services) <= index:
@@ -157,7 +161,9 @@ class Bench:
             service = Service(folder / "tracker-config.json", env={"ETVR_BENCH_LATENCY": "1"})
             service.start()
             target = len(self.services)
-            self.services.append(BenchService(name, target, self.receiver.ports[target], service))
+            self.services.append(
+                BenchService(name, target, self.receiver.ports[target], service, still_frames=self.still_frames)
+            )
         return self.services[index]
 
     def stop_service(self, index: int) -> None:
@@ -597,6 +603,12 @@ def main(argv: list[str]) -> int:
         "--watch-previews", action="store_true", help="stream both MJPEG previews of each tracker, as the GUI does"
     )
     parser.add_argument("--soak-minutes", type=float, default=0.0, help="run only the soak (2 trackers, 90 fps)")
+    parser.add_argument(
+        "--still-frames",
+        choices=("on", "off"),
+        default="on",
+        help="algorithm.still_frame_reuse (default on): off tracks every frame in full",
+    )
     parser.add_argument("--quick", action="store_true", help="one short case (smoke test): 1 tracker, virtual, 90")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results", help="where the JSON/PNG go")
     args = parser.parse_args(argv)
@@ -633,7 +645,7 @@ def main(argv: list[str]) -> int:
     histograms: list[tuple[str, list[float]]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="etvr-bench-") as workdir:
-            bench = Bench(receiver, Path(workdir))
+            bench = Bench(receiver, Path(workdir), still_frames=args.still_frames == "on")
             try:
                 if args.soak_minutes > 0:
                     print(f"soak: 2 trackers, virtual eye at 90 fps, {args.soak_minutes:g} min", flush=True)

@@ -31,7 +31,6 @@ from app.tracking.pupil.ellipse import (
     Ellipse,
     GrayU8,
     cos_sin_deg,
-    ellipse_distance_px,
     fit_ellipse,
     median,
     signed_ellipse_distance_px,
@@ -232,18 +231,20 @@ def _steepest_rise_px(
     return distance
 
 
-def _robust_fit(points: npt.NDArray[np.float32]) -> Ellipse:
-    """Least-squares ellipse, refitted without the points far from it (a lash, a shadow edge)."""
+def _robust_fit(points: npt.NDArray[np.float32]) -> tuple[Ellipse, npt.NDArray[np.float64] | None]:
+    """Least-squares ellipse, refitted without the points far from it (a lash, a shadow edge); and the signed
+    distances of all `points` to it when they were computed on the way (no point was left out), else None."""
     ellipse = fit_ellipse(points)
-    for _ in range(2):
-        distance = ellipse_distance_px(points, ellipse)
+    for refits in range(2):
+        signed = signed_ellipse_distance_px(points, ellipse)
+        distance = np.abs(signed)
         keep = distance < max(INLIER_PX, OUTLIER_MEDIANS * median(distance))
         kept = int(np.count_nonzero(keep))
         if kept < RAY_MIN_POINTS or kept == len(points):
-            break
+            return ellipse, signed if refits == 0 else None
         points = points[keep]
         ellipse = fit_ellipse(points)
-    return ellipse
+    return ellipse, None
 
 
 def _support(signed_px: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
@@ -254,7 +255,11 @@ def _support(signed_px: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
 
 
 def _support_of(points: npt.NDArray[np.float32], ellipse: Ellipse) -> int:
-    return int(_support(signed_ellipse_distance_px(points, ellipse)[:, None])[0])
+    return _support_from(signed_ellipse_distance_px(points, ellipse))
+
+
+def _support_from(signed_px: npt.NDArray[np.float64]) -> int:
+    return int(_support(signed_px[:, None])[0])
 
 
 def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], prior: Ellipse | None) -> Ellipse:
@@ -262,8 +267,8 @@ def _occlusion_fit(points: npt.NDArray[np.float32], rays: npt.NDArray[np.intp], 
     occlusion hypothesis (one sector of rays left out) or the tracked pupil moved onto the rim (see the
     module's docstring)."""
     count = len(points)
-    robust = _robust_fit(points)
-    baseline = _support_of(points, robust)
+    robust, signed_all = _robust_fit(points)
+    baseline = _support_of(points, robust) if signed_all is None else _support_from(signed_all)
     if baseline >= (1.0 - OCCLUSION_GAIN) * count:
         return robust  # no hypothesis can explain enough more
     slack = PRIOR_SLACK * count
