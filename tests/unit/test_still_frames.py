@@ -22,9 +22,9 @@ def _eye(gaze_x: float = 0.0, openness: float = 1.0, seed: int = 0) -> np.ndarra
     return gray
 
 
-def _pipeline(reuse: bool = True) -> EyePipeline:
+def _pipeline(reuse: bool = True, gate: bool = True) -> EyePipeline:
     config = TrackerConfig()
-    algorithm = config.algorithm.model_copy(update={"still_frame_reuse": reuse})
+    algorithm = config.algorithm.model_copy(update={"still_frame_reuse": reuse, "closed_eye_gate": gate})
     return EyePipeline(config.model_copy(update={"algorithm": algorithm}))
 
 
@@ -84,6 +84,16 @@ def test_no_frame_is_reused_before_the_lids_are_learnt() -> None:
     for i in range(30):
         pipeline.process(_eye(), 5.0 + i / 90)
     assert pipeline.still_frames > 0
+
+
+def test_with_the_closed_eye_gate_off_still_frames_are_reused_all_the_same() -> None:
+    pipeline = _settled(_pipeline(gate=False))  # the gate's view of the frame and its levels are kept for reuse
+    for i in range(2):  # moved there: tracked in full (the first frame after a jump does not make a key frame)
+        pipeline.process(_eye(gaze_x=0.3), 9.0 - 0.02 + i / 90)
+    reused = pipeline.still_frames
+    again = [pipeline.process(_eye(gaze_x=0.3), 9.01 + i / 90) for i in range(3)]
+    assert pipeline.still_frames == reused + 3 and pipeline.closed_eye_skips == 0
+    assert all(result.pupil.confidence >= 0.9 for result in again)
 
 
 def test_with_reuse_off_every_frame_is_tracked() -> None:
