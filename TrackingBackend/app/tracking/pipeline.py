@@ -62,7 +62,7 @@ class EyePipeline:
         self._last_norm: tuple[float, float] | None = None
         self._last_gaze = (0.0, 0.0)
         self._still = StillFrames()
-        self._key: _Raw | None = None  # the result still frames reuse
+        self._key: PupilResult | None = None  # the pupil of the frame still frames reuse (the key frame)
 
     @property
     def closure_problem(self) -> str:
@@ -127,11 +127,11 @@ class EyePipeline:
             small = self._gate.last_small if gated else self._gate.observe(gray)
             if small is not None and self._key is not None and self._still.still(small, self._gate.contrast):
                 # The key frame's pupil and lid measurements again; the lids' statistics and blink state go on.
-                return self._output(self._track(gray, searched, learn=False, still=self._key.pupil), gray.shape, ts)
+                return self._output(self._track(gray, searched, learn=False, still=self._key), gray.shape, ts)
         raw = self._track(gray, searched, gated or small is not None)
         # Until the lids' statistics are learnt every frame teaches them: no frame is reused before.
         if small is not None and self._lids.settled and _makes_key(raw, algorithm.confidence_threshold):
-            self._key = raw
+            self._key = raw.pupil
             self._still.keep(small)
         else:
             self._key = None
