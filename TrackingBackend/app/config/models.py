@@ -94,7 +94,7 @@ class AlgorithmConfig(StrictModel):
         True,
         description="A frame that shows what the last fully tracked frame showed (an eye holding still: no pixel of "
         "the shrunk frame changed by more than 5 % of the pupil-to-iris contrast) reuses its pupil and lid "
-        "measurements instead of being tracked again, at most 8 frames in a row, once the lids are learnt (about 3 s "
+        "measurements instead of being tracked again, at most 8 frames in a row, once the lids are learnt (about 5 s "
         "of a plainly seen pupil). Off: every frame is tracked in full.",
     )
     blob: BlobConfig = Field(default_factory=BlobConfig)

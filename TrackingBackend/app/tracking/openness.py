@@ -197,7 +197,6 @@ class LidState:
     squeeze: float
     aperture_px: float
     visibility: float = 0.0  # [0, 1], how plainly the pupil shows: confident, of its usual size and shape, dark
-    around_pupil: bool = False  # both lids were measured, one above and one below the seen pupil
 
 
 @dataclass(frozen=True, slots=True)
@@ -855,8 +854,8 @@ class LidEstimator:
 
     @property
     def settled(self) -> bool:
-        """Whether the relaxed lids have been learnt from SETTLED_SAMPLES frames (about 3 s of a plainly seen pupil):
-        before, each sample still moves the fit noticeably."""
+        """Whether the relaxed lids have been learnt from SETTLED_SAMPLES frames (about 5 s of a plainly seen pupil at
+        90 fps): before, each sample still moves the fit noticeably."""
         return self._baseline.samples >= SETTLED_SAMPLES and self._pupil_size.ready
 
     def update(self, gray: GrayU8, pupil: PupilResult, still: bool = False) -> LidState:
@@ -904,9 +903,7 @@ class LidEstimator:
             edges = self._last_edges
         else:
             edges = self._last_edges = measure_lids(gray, x, y, radius, iris_half_height)
-        around_pupil = seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y
-        if around_pupil:
-            assert edges is not None
+        if seen and edges is not None and edges.measured and edges.upper_y < pupil.y < edges.lower_y:
             self._baseline.add(x, y, edges, self._relaxed_reading, self._widened_reading)
         if seen:
             self._pupil_height.add(pupil.y)
@@ -961,9 +958,7 @@ class LidEstimator:
         # that rise cannot tell one.
         squeeze *= self._lower_steadiness(iris_half_height)
         aperture = edges.gap_px if edges is not None and edges.measured else 0.0
-        return LidState(
-            openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility, around_pupil
-        )
+        return LidState(openness, self._blink, self._dilation(pupil, seen), widen, squeeze, aperture, visibility)
 
     def upkeep(self) -> None:
         """The relaxed lids' refits made due by the last frame (about 1 ms, on one frame in 15): run between frames,
