@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -126,3 +127,36 @@ def test_demo_mode_starts_two_virtual_eye_trackers_at_once(tmp_path: Path) -> No
         assert wait_until(
             lambda: all(t["fps"] > 30 for t in service.get("/etvr/trackers/status").json() if t["running"]), 15.0
         )
+
+
+def mapped_libraries(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as maps:
+        return maps.read()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux's /proc/<pid>/maps")
+def test_main_process_never_loads_opencv_or_numpy_while_tracking(tmp_path: Path) -> None:
+    # OpenCV and numpy are about 36 MB of each process that loads them; only the camera and tracker workers need them
+    # (#7's memory target).
+    with Service(tmp_path / "demo-config.json", args=["--demo"]) as service:
+        assert wait_until(
+            lambda: all(t["fps"] > 30 for t in service.get("/etvr/trackers/status").json() if t["running"]), 15.0
+        )
+        # A watched preview: the workers draw and encode it, the main process only relays the JPEG bytes.
+        uuid = next(t["uuid"] for t in service.get("/etvr/trackers/status").json() if t["running"])
+        with (
+            httpx.Client(timeout=10.0) as client,
+            client.stream("GET", f"{service.url}/etvr/feed/{uuid}/algorithm") as feed,
+        ):
+            assert feed.status_code == 200
+            received = b""
+            for chunk in feed.iter_bytes():
+                received += chunk
+                if received.count(b"--frame") >= 2:
+                    break
+            assert b"image/jpeg" in received and b"x-preview: offline" not in received.lower()
+        assert service.process is not None
+        main_maps = mapped_libraries(service.process.pid)
+        assert "cv2" not in main_maps and "_multiarray_umath" not in main_maps
+        workers = [mapped_libraries(pid) for name, pid in worker_pids(service).items() if not name.endswith(":osc")]
+        assert len(workers) == 4 and all("cv2" in maps and "_multiarray_umath" in maps for maps in workers)

@@ -17,7 +17,8 @@ from app.camera.base import FrameSource, SourceError
 from app.camera.preprocess import Preprocessor
 from app.config.models import CameraConfig, EtvrConfig
 from app.runtime.frames import FrameTooLargeError, FrameWriter, SharedFrameStore
-from app.runtime.previews import PreviewPublisher, PreviewSlot, draw_roi
+from app.runtime.preview_drawing import PreviewPublisher, draw_roi
+from app.runtime.previews import PreviewSlot
 from app.runtime.recording import Recorder
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher

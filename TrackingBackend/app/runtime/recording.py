@@ -13,11 +13,11 @@ import multiprocessing
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Recorder:
             self.close()
             path = Path(self._path.value.decode("utf-8"))
             path.parent.mkdir(parents=True, exist_ok=True)
+            import cv2  # here, not at the top: the main process imports this module for RecordingControl
+
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), self._fps, (width, height), False)
             if not writer.isOpened():
                 logger.error("cannot record to %s", path)

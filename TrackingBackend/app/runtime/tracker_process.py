@@ -16,7 +16,8 @@ from app.config.models import EtvrConfig, TrackerConfig
 from app.runtime.camera_process import FpsMeter
 from app.runtime.frames import FrameReader, SharedFrameStore, make_nonblocking
 from app.runtime.logs import send_event
-from app.runtime.previews import PreviewPublisher, PreviewSlot, draw_tracking
+from app.runtime.preview_drawing import PreviewPublisher, draw_tracking
+from app.runtime.previews import PreviewSlot
 from app.runtime.results import ResultBoard, ResultRecord, pack_result
 from app.runtime.worker import WorkerProcess
 from app.runtime.worker_host import StatusPublisher

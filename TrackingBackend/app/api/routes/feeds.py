@@ -16,8 +16,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Literal
 
 import anyio.to_thread
-import cv2
-import numpy as np
 from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import StreamingResponse
 
@@ -41,6 +39,10 @@ STREAM_HEADERS = {"Cache-Control": "no-store, no-cache, must-revalidate", "X-Acc
 @functools.cache
 def offline_jpeg() -> bytes:
     """A dark 'camera offline' picture, drawn once."""
+    # Imported here, not at the top: the main process loads them only if a viewer ever sees this picture.
+    import cv2
+    import numpy as np
+
     width, height = OFFLINE_SIZE_PX
     image = np.full((height, width, 3), 28, dtype=np.uint8)
     cv2.rectangle(image, (0, 0), (width - 1, height - 1), (70, 70, 70), 2)
