@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 from app.camera.base import GrayImage
 from app.config.models import AlgorithmConfig, AlgorithmName, TrackerConfig
+from app.tracking.eye_closure import EyeClosureClassifier
 from app.tracking.pipeline import EyePipeline
 from app.tracking.pupil.tracker import PupilTracker
 from benchmarks._accuracy_refs import reference_detectors
@@ -36,6 +37,7 @@ from benchmarks._accuracy_sets import (
     read_clip,
     synthetic_frames,
 )
+from benchmarks._blink_ceiling import blink_ceiling
 
 ALGORITHMS = [AlgorithmName.HSRAC, AlgorithmName.RANSAC, AlgorithmName.AHSF, AlgorithmName.HSF, AlgorithmName.BLOB]
 PIPELINE = "pipeline (default)"
@@ -134,18 +136,24 @@ def bench_meye(every: int, figures: dict[str, float]) -> None:
     pipeline: EyePipeline | None = None
     lids_only: EyePipeline | None = None
     no_classifier = TrackerConfig.model_validate({"algorithm": {"closure_classifier": False}})
+    closure: EyeClosureClassifier | None = None
+    # Every frame's network probability and lids-alone openness, for the blink ceiling below.
+    probabilities, lid_openness = np.zeros(len(frames)), np.zeros(len(frames))
     subject = -1
     unseen = True
     for index, frame in enumerate(frames):
-        if frame.subject != subject or pipeline is None or lids_only is None:
+        if frame.subject != subject or pipeline is None or lids_only is None or closure is None:
             subject = frame.subject
             fold = closure_fold_model(subject)
             unseen = unseen and fold is not None
             pipeline, lids_only = EyePipeline(TrackerConfig(), closure_model=fold), EyePipeline(no_classifier)
+            closure = EyeClosureClassifier(fold)
         start = time.perf_counter()
         result = pipeline.process(frame.gray, index / 30.0)
         scores.times_ms.append((time.perf_counter() - start) * 1e3)
-        lid_blink = lids_only.process(frame.gray, index / 30.0).blink
+        lids_result = lids_only.process(frame.gray, index / 30.0)
+        lid_blink, lid_openness[index] = lids_result.blink, lids_result.raw_openness
+        probabilities[index] = closure.closed_probability(frame.gray)
         lids_alone.add_blink(lid_blink, frame.blink_truth)
         lids_alone_audited.add_blink(lid_blink, frame.audited_blink_truth)
         scores.add_blink(result.blink, frame.blink_truth)
@@ -171,6 +179,14 @@ def bench_meye(every: int, figures: dict[str, float]) -> None:
             else "fold models missing: the shipped model, which saw these subjects in training - not a held-out figure)"
         )
     )
+    ceiling = blink_ceiling(probabilities, lid_openness, np.array([frame.blink_truth for frame in frames]))
+    print(
+        f"  blink ceiling (thresholds chosen on these frames: an upper bound): the network on every frame, AUC "
+        f"{ceiling.auc:.3f}, best F1 {ceiling.network_f1:.3f} (probability >= {ceiling.network_threshold:.2f}); "
+        f"with the lids, best F1 {ceiling.combined_f1:.3f} (probability >= {ceiling.combined_thresholds[0]:.2f} or "
+        f"openness < {ceiling.combined_thresholds[1]:.2f}), which still misses {ceiling.misses_open_lids} blink-truth "
+        f"frames the lids read at least 0.9 open"
+    )
     corrected = sum(frame.audited_blink is not None for frame in frames)
     print(
         f"  (tuned on subjects {sorted(MEYE_TUNING_SUBJECTS)}; held out: the rest. Blink truth = MEYE's blink flag or "
@@ -183,6 +199,7 @@ def bench_meye(every: int, figures: dict[str, float]) -> None:
     figures["meye_blink_f1_held_out"] = held_out.blink_f1()
     figures["meye_blink_f1_audited_held_out"] = audited_held_out.blink_f1()
     figures["meye_blink_f1_lids_alone"] = lids_alone.blink_f1()
+    figures["meye_blink_ceiling_f1"] = ceiling.combined_f1
     for ref_name, ref in reference_detectors().items():
         if ref is None:
             print(f"  {ref_name:22s} not installed")

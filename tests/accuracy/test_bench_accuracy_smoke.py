@@ -12,5 +12,6 @@ def test_quick_accuracy_benchmark_prints_its_table(capsys: pytest.CaptureFixture
     assert "virtual eye 'easy'" in out and "virtual eye 'hard'" in out
     assert "pipeline (default)" in out and "HSRAC" in out and "speed:" in out
     assert "held-out subjects" in out or "MEYE: skipped" in out
+    assert "blink ceiling" in out or "MEYE: skipped" in out
     assert "seed 11, held out" in out and "targets" in out and "hard set within 2 px" in out
     assert "PuRe (cheshm)" in out or "MEYE: skipped" in out
