@@ -31,13 +31,17 @@ class BlinkCeiling:
     misses_open_lids: int  # blink-truth frames the best combination misses where the lids read >= OPEN_LIDS open
 
 
+def precision_recall_f1(true_positives: int, false_positives: int, false_negatives: int) -> tuple[float, float, float]:
+    precision = true_positives / max(true_positives + false_positives, 1)
+    recall = true_positives / max(true_positives + false_negatives, 1)
+    return precision, recall, 2 * precision * recall / max(precision + recall, 1e-9)
+
+
 def f1_score(predicted: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]) -> float:
     true_positives = int(np.count_nonzero(predicted & truth))
-    if true_positives == 0:
-        return 0.0
-    precision = true_positives / int(np.count_nonzero(predicted))
-    recall = true_positives / int(np.count_nonzero(truth))
-    return 2.0 * precision * recall / (precision + recall)
+    false_positives = int(np.count_nonzero(predicted)) - true_positives
+    false_negatives = int(np.count_nonzero(truth)) - true_positives
+    return precision_recall_f1(true_positives, false_positives, false_negatives)[2]
 
 
 def rank_auc(scores: npt.NDArray[np.float64], truth: npt.NDArray[np.bool_]) -> float:

@@ -37,7 +37,7 @@ from benchmarks._accuracy_sets import (
     read_clip,
     synthetic_frames,
 )
-from benchmarks._blink_ceiling import blink_ceiling
+from benchmarks._blink_ceiling import blink_ceiling, precision_recall_f1
 
 ALGORITHMS = [AlgorithmName.HSRAC, AlgorithmName.RANSAC, AlgorithmName.AHSF, AlgorithmName.HSF, AlgorithmName.BLOB]
 PIPELINE = "pipeline (default)"
@@ -61,9 +61,7 @@ class Scores:
 
     def blink_prf(self) -> tuple[float, float, float]:
         """Blink precision, recall and F1."""
-        precision = self.blink_tp / max(self.blink_tp + self.blink_fp, 1)
-        recall = self.blink_tp / max(self.blink_tp + self.blink_fn, 1)
-        return precision, recall, 2 * precision * recall / max(precision + recall, 1e-9)
+        return precision_recall_f1(self.blink_tp, self.blink_fp, self.blink_fn)
 
     def blink_f1(self) -> float:
         return self.blink_prf()[2]
